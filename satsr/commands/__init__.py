@@ -1,0 +1,1 @@
+"""One module per verb; each exposes `command`, a Typer function that parses and delegates."""

@@ -1,0 +1,61 @@
+"""SRResNet generator (Ledig et al.), as used by the GCN paper."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+SCALES = (2, 4, 8)
+
+
+class ResidualBlock(nn.Module):
+    """conv3x3 - BN - PReLU - conv3x3 - BN, plus the identity."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(features, features, 3, padding=1),
+            nn.BatchNorm2d(features),
+            nn.PReLU(features),  # one slope per channel: any input size
+            nn.Conv2d(features, features, 3, padding=1),
+            nn.BatchNorm2d(features),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class Generator(nn.Module):
+    """SRResNet: 9x9 conv, residual blocks, long skip, x2 pixel-shuffle stages, 9x9 conv, tanh.
+
+    Fully convolutional: an (B, bands, h, w) input gives (B, bands, h*scale, w*scale) in [-1, 1].
+    """
+
+    def __init__(self, bands: int = 3, scale: int = 4, n_blocks: int = 10,
+                 features: int = 64) -> None:
+        super().__init__()
+        if scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, not {scale}")
+        self.bands, self.scale, self.n_blocks, self.features = bands, scale, n_blocks, features
+        self.head = nn.Sequential(nn.Conv2d(bands, features, 9, padding=4), nn.PReLU(features))
+        self.blocks = nn.Sequential(*[ResidualBlock(features) for _ in range(n_blocks)])
+        self.trunk_tail = nn.Sequential(nn.Conv2d(features, features, 3, padding=1),
+                                        nn.BatchNorm2d(features))
+        ups: list[nn.Module] = []
+        for _ in range(int(math.log2(scale))):
+            ups += [nn.Conv2d(features, features * 4, 3, padding=1), nn.PixelShuffle(2),
+                    nn.PReLU(features)]
+        self.upsample = nn.Sequential(*ups)
+        self.tail = nn.Conv2d(features, bands, 9, padding=4)
+
+    def arch(self) -> dict[str, int]:
+        """Constructor arguments, stored in model files to rebuild the network."""
+        return {"bands": self.bands, "scale": self.scale, "n_blocks": self.n_blocks,
+                "features": self.features}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.head(x)
+        h = h + self.trunk_tail(self.blocks(h))
+        return torch.tanh(self.tail(self.upsample(h)))
