@@ -1,0 +1,572 @@
+"""The eval verb: methods x metrics over HR chips, mean and 95% CI, minimax-PE ranking, figure.
+
+For every HR chip (bands first, in [-1, 1] after the band scaling contract), LR is made by
+satsr.degrade.downscale (the degradation training uses); every method super-resolves LR; the
+prediction is written back to the data's dtype and read again (what `upscale` would give);
+metrics compare three bands (`rgb`) of SR and HR (see satsr.metrics for the definitions).
+The best method is the one whose largest mean LPIPS distance across the available variants
+("perceptual error", PE) is smallest: the paper's minimax-PE criterion.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from satsr.errors import SatsrError
+from satsr.metrics import (
+    CLASSICAL,
+    LPIPS_MIN_SIZE,
+    LPIPS_VARIANTS,
+    METRICS,
+    classical,
+    get_lpips,
+    is_better,
+    lpips_unavailable,
+)
+from satsr.scaling import BandScaling
+
+CLASSICAL_METHODS = ("bicubic", "nearest")
+
+
+@dataclass
+class Sample:
+    """One HR image to evaluate on: a label and its bands in [-1, 1] (C, H, W)."""
+
+    label: str
+    hr: np.ndarray
+    preds: dict[str, np.ndarray] | None = None  # given predictions (pair mode), else computed
+
+
+@dataclass
+class Method:
+    """A super-resolution method: name and a function LR (B, C, h, w) -> SR, both in [-1, 1]."""
+
+    name: str
+    run: Callable[[Any], Any]
+    source: str = ""
+
+
+def classical_method(name: str, scale: int) -> Method:
+    """The bicubic or nearest-neighbour baseline of satsr.degrade."""
+    from satsr.degrade import upsample
+
+    if name not in CLASSICAL_METHODS:
+        raise SatsrError(f"unknown method {name!r} (choose from {', '.join(CLASSICAL_METHODS)})")
+    return Method(name, lambda lr: upsample(lr, scale, name), name)
+
+
+def model_method(path: str | Path, data_scaling: BandScaling, scale: int,
+                 device: str = "cpu", name: str | None = None) -> Method:
+    """A satsr model file (or run folder); checks bands and scale against the data."""
+    import torch
+
+    from satsr.modelfile import load_model, model_scaling, read_metadata
+
+    meta = read_metadata(path)
+    bands = int(meta["arch"]["bands"])
+    if bands != data_scaling.bands:
+        raise SatsrError(f"model {path} reads {bands} bands but the data has "
+                         f"{data_scaling.bands} bands")
+    if int(meta["arch"]["scale"]) != scale:
+        raise SatsrError(f"model {path} upscales x{meta['arch']['scale']} but this evaluation "
+                         f"is x{scale} (pass --scale or evaluate models of one scale together)")
+    gen, meta = load_model(path, device)
+    ms = model_scaling(meta)
+    same = ms.to_dict() == data_scaling.to_dict()
+
+    def run(lr: torch.Tensor) -> torch.Tensor:
+        x = lr
+        if not same:  # data units -> raster values -> the model's own units
+            x = torch.from_numpy(ms.to_unit(data_scaling.from_unit(
+                lr.cpu().numpy().transpose(1, 0, 2, 3))).transpose(1, 0, 2, 3).copy())
+        with torch.inference_mode():
+            y = gen(x.to(device, torch.float32))
+        if not same:
+            y = torch.from_numpy(data_scaling.to_unit(ms.from_unit(
+                y.cpu().numpy().transpose(1, 0, 2, 3))).transpose(1, 0, 2, 3).copy())
+        return y
+
+    label = name or (Path(path).parent.name if Path(path).is_file()
+                     and Path(path).name == "model.safetensors" else Path(path).stem)
+    return Method(label, run, str(path))
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Make method labels unique (a, a -> a, a#2)."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}#{seen[n]}")
+    return out
+
+
+def parse_rgb(spec: str | None, bands: int) -> list[int]:
+    """'1,2,3' -> 0-based positions of the three bands the metrics see."""
+    if spec is None or not spec.strip():
+        if bands >= 3:
+            return [0, 1, 2]
+        if bands == 1:
+            return [0, 0, 0]
+        raise SatsrError(f"the data has {bands} bands: choose three with --rgb (e.g. 1,2,2)")
+    try:
+        idx = [int(s) for s in spec.split(",")]
+    except ValueError as exc:
+        raise SatsrError(f"--rgb takes three 1-based band numbers like 1,2,3, not {spec!r}"
+                         ) from exc
+    if len(idx) != 3:
+        raise SatsrError(f"--rgb takes exactly three band numbers, not {spec!r}")
+    bad = [i for i in idx if not 1 <= i <= bands]
+    if bad:
+        raise SatsrError(f"--rgb band {bad[0]} out of range: the data has bands 1..{bands}")
+    return [i - 1 for i in idx]
+
+
+def mean_ci(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% confidence interval (Student t; nan for n < 2)."""
+    v = np.asarray(values, np.float64)
+    if v.size == 0:
+        return math.nan, math.nan
+    if not np.all(np.isfinite(v)):
+        return float(np.mean(v)), math.nan  # e.g. PSNR of identical images: inf
+    m = float(v.mean())
+    if v.size < 2:
+        return m, math.nan
+    from scipy.stats import t
+
+    return m, float(t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+
+
+@dataclass
+class EvalResult:
+    """Per-sample metric values for every method, and everything needed to report them."""
+
+    methods: list[str]
+    metrics: list[str]
+    values: dict[str, dict[str, list[float]]]
+    unavailable: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    figure_crops: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def available(self) -> list[str]:
+        return [m for m in self.metrics if m not in self.unavailable]
+
+    def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
+        """{method: {metric: (mean, ci95)}} over the available metrics."""
+        return {m: {k: mean_ci(self.values[m][k]) for k in self.available}
+                for m in self.methods}
+
+    def best(self) -> dict[str, list[str]]:
+        """The best method(s) per metric (ties share)."""
+        s, out = self.summary(), {}
+        for k in self.available:
+            means = {m: s[m][k][0] for m in self.methods if not math.isnan(s[m][k][0])}
+            if not means:
+                continue
+            top = next(iter(means.values()))
+            for v in means.values():
+                if is_better(k, v, top):
+                    top = v
+            out[k] = [m for m, v in means.items() if v == top]
+        return out
+
+    def ranking(self) -> list[dict[str, Any]]:
+        """Methods by minimax PE: the largest mean LPIPS over available variants, smallest first."""
+        variants = [k for k in self.available if k in LPIPS_VARIANTS]
+        if not variants:
+            return []
+        s = self.summary()
+        rows = []
+        for m in self.methods:
+            worst = max(variants, key=lambda k: s[m][k][0])
+            rows.append({"method": m, "max_pe": s[m][worst][0], "worst_variant": worst})
+        rows.sort(key=lambda r: r["max_pe"])
+        for i, r in enumerate(rows, 1):
+            r["rank"] = i
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready report (non-finite numbers become null)."""
+        def num(x: float) -> float | None:
+            return x if math.isfinite(x) else None
+
+        s = self.summary()
+        return {
+            **self.info,
+            "metrics": self.metrics,
+            "unavailable": self.unavailable,
+            "results": {m: {k: {"mean": num(s[m][k][0]), "ci95": num(s[m][k][1]),
+                                "n": len(self.values[m][k]),
+                                "inf": int(np.isinf(self.values[m][k]).sum())}
+                            for k in self.available} for m in self.methods},
+            "best": self.best(),
+            "ranking": [{**r, "max_pe": num(r["max_pe"])} for r in self.ranking()],
+        }
+
+    def write_json(self, path: str | Path) -> None:
+        from satsr.raster import atomic_path
+
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+
+    def write_csv(self, path: str | Path) -> None:
+        """One row per method and metric: method, metric, mean, ci95, n."""
+        from satsr.raster import atomic_path
+
+        s = self.summary()
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["method", "metric", "mean", "ci95", "n"])
+            for m in self.methods:
+                for k in self.metrics:
+                    if k in self.unavailable:
+                        w.writerow([m, k, "", "", 0])
+                    else:
+                        w.writerow([m, k, repr(s[m][k][0]), repr(s[m][k][1]),
+                                    len(self.values[m][k])])
+
+    def table(self) -> Any:
+        """A rich Table: methods x metrics, mean ± CI, best per column marked, PE rank."""
+        from rich.table import Table
+
+        s, best, rank = self.summary(), self.best(), {r["method"]: r for r in self.ranking()}
+        n = self.info.get("samples", "")
+        t = Table(title=f"satsr eval: {n} images, x{self.info.get('scale', '?')}, "
+                        f"{self.info.get('colorspace', '')} (mean ± 95% CI; * = best)")
+        t.add_column("method")
+        for k in self.metrics:
+            arrow = "↑" if k == "psnr" else "↓"
+            t.add_column(f"{k} {arrow}", justify="right")
+        if rank:
+            t.add_column("max PE ↓", justify="right")
+            t.add_column("rank", justify="right")
+        for m in self.methods:
+            cells = [m]
+            for k in self.metrics:
+                if k in self.unavailable:
+                    cells.append("[dim]n/a[/dim]")
+                    continue
+                mean, ci = s[m][k]
+                text = f"{_fmt(mean)} ± {_fmt(ci)}" if math.isfinite(ci) else _fmt(mean)
+                cells.append(f"[bold green]{text} *[/bold green]" if m in best.get(k, [])
+                             else text)
+            if rank:
+                r = rank[m]
+                cells += [f"{_fmt(r['max_pe'])} ({r['worst_variant']})", str(r["rank"])]
+            t.add_row(*cells)
+        return t
+
+
+def _fmt(x: float) -> str:
+    if math.isnan(x):
+        return "-"
+    if math.isinf(x):
+        return "inf"
+    return f"{x:.4g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.3e}"
+
+
+def _batches(samples: Iterable[Sample], size: int) -> Iterator[list[Sample]]:
+    """Consecutive samples of one shape, at most `size` at a time."""
+    batch: list[Sample] = []
+    for s in samples:
+        if batch and (len(batch) >= size or batch[0].hr.shape != s.hr.shape):
+            yield batch
+            batch = []
+        batch.append(s)
+    if batch:
+        yield batch
+
+
+def resolve_lpips(metrics: Sequence[str], explicit: bool, weights_dir: str | Path | None,
+                  random_trunk: bool = False) -> dict[str, str]:
+    """{metric: reason} for LPIPS variants without weights: an error if asked for explicitly."""
+    missing = lpips_unavailable(metrics, weights_dir, random_trunk)
+    if missing and explicit:
+        name, reason = next(iter(missing.items()))
+        raise SatsrError(f"metric {name} is unavailable: {reason}")
+    for name, reason in missing.items():
+        warnings.warn(f"{name} is unavailable: {reason}", stacklevel=2)
+    return missing
+
+
+def evaluate(samples: Iterable[Sample], methods: Sequence[Method], metrics: Sequence[str],
+             scaling: BandScaling, scale: int, rgb: Sequence[int], *,
+             colorspace: str = "lab", unavailable: dict[str, str] | None = None,
+             weights_dir: str | Path | None = None, device: str = "cpu", batch_size: int = 8,
+             random_trunk: bool = False, total: int | None = None, progress: bool = True,
+             figure_index: int = 0, figure_crop: int = 96,
+             info: dict[str, Any] | None = None) -> EvalResult:
+    """Run every method on every sample and collect per-sample metrics (see module docstring)."""
+    import torch
+
+    from satsr.degrade import downscale
+
+    unavailable = dict(unavailable or {})
+    bad = [k for k in metrics if k not in METRICS]
+    if bad:
+        raise SatsrError(f"unknown metric {bad[0]!r}")
+    lp_names = [k for k in metrics if k in LPIPS_VARIANTS and k not in unavailable]
+    lp = {k: get_lpips(k, str(weights_dir) if weights_dir else None, device, random_trunk)
+          for k in lp_names}
+    cl_names = [k for k in metrics if k in CLASSICAL]
+    names = [m.name for m in methods]
+    values = {m: {k: [] for k in metrics if k not in unavailable} for m in names}
+    crops: dict[str, np.ndarray] = {}
+    rgb_idx = list(rgb)
+
+    def quantise(x: np.ndarray) -> np.ndarray:
+        """Through the data's dtype and back: what a written SR raster would hold."""
+        return scaling.to_unit(scaling.from_unit(x))
+
+    count = 0
+    bar = _progress(progress, total)
+    with bar:
+        task = bar.add_task("evaluating", total=total)
+        for batch in _batches(samples, batch_size):
+            hr = np.stack([s.hr for s in batch]).astype(np.float32)
+            if batch[0].preds is not None:
+                preds = {m: np.stack([s.preds[m] for s in batch]) for m in names}  # type: ignore[index]
+            else:
+                h, w = hr.shape[-2:]
+                if h % scale or w % scale:
+                    raise SatsrError(f"{batch[0].label}: {w}x{h} pixels is not a multiple of "
+                                     f"the scale {scale}")
+                lr = downscale(torch.from_numpy(hr), scale).clamp_(-1.0, 1.0)
+                preds = {}
+                for m in methods:
+                    sr = m.run(lr.to(device)).float().cpu().numpy()
+                    if sr.shape != hr.shape:
+                        raise SatsrError(f"method {m.name} returned {sr.shape[1:]} for HR "
+                                         f"{hr.shape[1:]}")
+                    preds[m.name] = np.stack([quantise(x) for x in sr])
+            hr_rgb = hr[:, rgb_idx]
+            if lp and min(hr.shape[-2:]) < LPIPS_MIN_SIZE:
+                raise SatsrError(f"{batch[0].label}: LPIPS needs images of at least "
+                                 f"{LPIPS_MIN_SIZE}x{LPIPS_MIN_SIZE} pixels, got "
+                                 f"{hr.shape[-1]}x{hr.shape[-2]} (use --metric l2,dssim,psnr)")
+            for m in names:
+                p_rgb = preds[m][:, rgb_idx]
+                for i in range(len(batch)):
+                    for k, v in classical(p_rgb[i], hr_rgb[i], cl_names, colorspace).items():
+                        values[m][k].append(v)
+                for k, fn in lp.items():
+                    d = fn(torch.from_numpy(np.ascontiguousarray(p_rgb)),
+                           torch.from_numpy(np.ascontiguousarray(hr_rgb)))
+                    values[m][k].extend(float(x) for x in d)
+            if count <= figure_index < count + len(batch):
+                i = figure_index - count
+                crops = _crops(hr_rgb[i], {m: preds[m][i, rgb_idx] for m in names}, figure_crop)
+            count += len(batch)
+            bar.update(task, advance=len(batch))
+    if count == 0:
+        raise SatsrError("nothing to evaluate: no images")
+    return EvalResult(methods=names, metrics=list(metrics), values=values,
+                      unavailable={k: v for k, v in unavailable.items() if k in metrics},
+                      info={**(info or {}), "samples": count, "scale": scale,
+                            "colorspace": colorspace, "rgb": [i + 1 for i in rgb_idx],
+                            "methods": {m.name: m.source for m in methods}},
+                      figure_crops=crops)
+
+
+def _progress(enabled: bool, total: int | None) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    return Progress("[progress.description]{task.description}", BarColumn(),
+                    MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), disable=not enabled, transient=True)
+
+
+def _crops(hr: np.ndarray, preds: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    """The same centred crop of HR and every prediction, as (h, w, 3) uint8."""
+    from satsr.metrics import to_uint8
+
+    h, w = hr.shape[-2:]
+    ch, cw = min(size, h), min(size, w)
+    y, x = (h - ch) // 2, (w - cw) // 2
+    out = {"HR": to_uint8(hr[:, y:y + ch, x:x + cw])}
+    for m, p in preds.items():
+        out[m] = to_uint8(p[:, y:y + ch, x:x + cw])
+    return out
+
+
+def write_figure(result: EvalResult, path: str | Path) -> None:
+    """A side-by-side of the same crop for HR and every method, labelled (the paper's Fig. 6)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from satsr.raster import atomic_path
+
+    crops = result.figure_crops
+    if not crops:
+        raise SatsrError("no image to draw the figure from")
+    n = len(crops)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.9), squeeze=False)
+    s = result.summary()
+    lp = [k for k in result.available if k.endswith("-l")] or [
+        k for k in result.available if k in LPIPS_VARIANTS]
+    for ax, (label, img) in zip(axes[0], crops.items(), strict=True):
+        ax.imshow(img, interpolation="nearest")
+        title = label
+        if label != "HR" and lp:
+            title += f"\n{lp[0]} {_fmt(s[label][lp[0]][0])}"
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+    fig.tight_layout()
+    suffix = Path(path).suffix.lstrip(".").lower() or "png"
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=suffix, dpi=150)
+    except ValueError as exc:
+        raise SatsrError(f"cannot write figure {path}: {exc}") from exc
+    finally:
+        plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- data sources
+
+
+def dataset_samples(folder: str | Path) -> tuple[list[Sample] | Iterator[Sample], int,
+                                                 BandScaling, dict[str, Any]]:
+    """The test chips of a make-dataset folder, scaled with the dataset's scaling."""
+    from satsr.index import DatasetIndex
+    from satsr.raster import gdal_env, open_raster
+
+    index = DatasetIndex.read(folder)
+    chips = index.split("test")
+    if not chips:
+        raise SatsrError(f"dataset {index.root} has no test split (no chip with split=test)")
+    scaling = index.scaling
+
+    def gen() -> Iterator[Sample]:
+        with gdal_env():
+            for c in chips:
+                with open_raster(c.path) as ds:
+                    data = ds.read()
+                if data.shape[0] != scaling.bands:
+                    raise SatsrError(f"chip {c.path} has {data.shape[0]} bands, the dataset "
+                                     f"{scaling.bands}")
+                yield Sample(str(c.path.name), scaling.to_unit(data))
+
+    return gen(), len(chips), scaling, {"data": str(index.root), "split": "test"}
+
+
+def _even_windows(n: int, size: int, scale: int) -> list[tuple[int, int]]:
+    """Split 0..n into near-equal (offset, length) pieces of at most `size`, multiples of scale."""
+    usable = n - n % scale
+    k = max(1, math.ceil(usable / size))
+    edges = [int(round(i * usable / k / scale)) * scale for i in range(k + 1)]
+    return [(a, b - a) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+
+
+def raster_scaling(paths: Sequence[Path], bands: int) -> BandScaling:
+    """uint8 -> the fixed map; other dtypes -> [p0.1, p99.9] of the valid pixels (decimated)."""
+    from satsr.raster import gdal_env, open_raster, select_bands
+
+    dtypes, px = set(), []
+    with gdal_env():
+        for p in paths:
+            with open_raster(p) as ds:
+                idx = select_bands(ds, None)
+                dtypes.add(ds.dtypes[idx[0] - 1])
+                f = max(1, int(math.ceil(max(ds.width, ds.height) / 1024)))
+                shape = (len(idx), max(1, ds.height // f), max(1, ds.width // f))
+                data = ds.read(idx, out_shape=shape)
+                mask = ds.dataset_mask(out_shape=shape[1:]) > 0
+                px.append(data[:, mask].astype(np.float64))
+    if len(dtypes) != 1:
+        raise SatsrError(f"the rasters have different dtypes ({', '.join(sorted(dtypes))})")
+    dtype = dtypes.pop()
+    if np.dtype(dtype) == np.uint8:
+        return BandScaling.for_uint8(bands)
+    allpx = np.concatenate(px, axis=1)
+    if allpx.shape[1] == 0:
+        raise SatsrError("the rasters hold no valid pixels")
+    stats = [{"p0.1": float(np.percentile(b, 0.1)), "p99.9": float(np.percentile(b, 99.9))}
+             for b in allpx]
+    return BandScaling.from_stats(dtype, stats)
+
+
+def raster_samples(paths: Sequence[str | Path], chip: int, scale: int,
+                   scaling: BandScaling | None = None
+                   ) -> tuple[Iterator[Sample], int, BandScaling, dict[str, Any]]:
+    """Rasters/images as HR, cut into near-equal chips of at most `chip` px (wholly valid only)."""
+    from rasterio.windows import Window
+
+    from satsr.raster import gdal_env, open_raster, select_bands, valid_mask
+
+    ps = [Path(p) for p in paths]
+    plan: list[tuple[Path, list[int], Window]] = []
+    counts = set()
+    with gdal_env():
+        for p in ps:
+            with open_raster(p) as ds:
+                idx = select_bands(ds, None)
+                counts.add(len(idx))
+                if ds.width < scale or ds.height < scale:
+                    raise SatsrError(f"{p} ({ds.width}x{ds.height}) is smaller than the scale")
+                for y, h in _even_windows(ds.height, chip, scale):
+                    for x, w in _even_windows(ds.width, chip, scale):
+                        plan.append((p, idx, Window(x, y, w, h)))
+    if len(counts) != 1:
+        raise SatsrError(f"the rasters have different band counts ({sorted(counts)})")
+    bands = counts.pop()
+    scaling = scaling or raster_scaling(ps, bands)
+    if scaling.bands != bands:
+        raise SatsrError(f"the rasters have {bands} bands, the scaling {scaling.bands}")
+
+    def gen() -> Iterator[Sample]:
+        with gdal_env():
+            for p, idx, win in plan:
+                with open_raster(p) as ds:
+                    data = ds.read(idx, window=win)
+                    if not valid_mask(ds, win, data).all():
+                        continue  # nodata inside: metrics would compare fill values
+                yield Sample(f"{p.name}@{win.col_off},{win.row_off}", scaling.to_unit(data))
+
+    return gen(), len(plan), scaling, {"data": [str(p) for p in ps]}
+
+
+def pair_samples(pred: str | Path, ref: str | Path, chip: int = 512, name: str | None = None,
+                 ) -> tuple[Iterator[Sample], int, BandScaling, str, dict[str, Any]]:
+    """Two aligned rasters (SR and HR) read window by window; windows with nodata are skipped."""
+    from rasterio.windows import Window
+
+    from satsr.raster import gdal_env, open_raster, select_bands, valid_mask
+
+    with gdal_env(), open_raster(pred) as dp, open_raster(ref) as dr:
+        ip, ir = select_bands(dp, None), select_bands(dr, None)
+        if (dp.height, dp.width, len(ip)) != (dr.height, dr.width, len(ir)):
+            raise SatsrError(f"--pred and --ref differ in shape: {pred} is {dp.width}x"
+                             f"{dp.height}x{len(ip)} bands, {ref} is {dr.width}x{dr.height}x"
+                             f"{len(ir)} bands")
+        if dp.dtypes[ip[0] - 1] != dr.dtypes[ir[0] - 1]:
+            raise SatsrError(f"--pred is {dp.dtypes[ip[0] - 1]} but --ref is "
+                             f"{dr.dtypes[ir[0] - 1]}")
+        wins = [Window(x, y, w, h) for y, h in _even_windows(dr.height, chip, 1)
+                for x, w in _even_windows(dr.width, chip, 1)]
+    scaling = raster_scaling([Path(ref)], len(ir))
+    label = name or Path(pred).stem
+
+    def gen() -> Iterator[Sample]:
+        with gdal_env(), open_raster(pred) as dp, open_raster(ref) as dr:
+            for win in wins:
+                a, b = dp.read(ip, window=win), dr.read(ir, window=win)
+                if not (valid_mask(dp, win, a).all() and valid_mask(dr, win, b).all()):
+                    continue
+                yield Sample(f"{win.col_off},{win.row_off}", scaling.to_unit(b),
+                             {label: scaling.to_unit(a)})
+
+    return gen(), len(wins), scaling, label, {"pred": str(pred), "ref": str(ref)}
