@@ -1,8 +1,135 @@
-"""`satsr upscale` (being built)."""
+"""`satsr upscale`: super-resolve rasters of any size into georeferenced outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
 
 from satsr.errors import SatsrError
 
 
-def command() -> None:
-    """Not available yet."""
-    raise SatsrError("this verb is not built yet")
+def _parse_co(items: list[str] | None) -> dict[str, str]:
+    """['COMPRESS=LZW', ...] -> {'COMPRESS': 'LZW', ...}."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SatsrError(f"--co takes KEY=VALUE, not {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def expand_inputs(items: list[Path]) -> tuple[list[Path], bool]:
+    """Inputs as given, folders (their rasters) and quoted globs -> (files, several?)."""
+    import glob
+
+    from satsr.upscale import RASTER_SUFFIXES
+
+    files: list[Path] = []
+    several = len(items) > 1
+    for item in items:
+        text = str(item)
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir()
+                           if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
+            if not found:
+                raise SatsrError(f"no raster (.tif, .png, .jpg) in folder {item}")
+            files += found
+            several = True
+        elif not item.exists() and any(ch in text for ch in "*?["):
+            found = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
+            if not found:
+                raise SatsrError(f"no file matches {text}")
+            files += found
+            several = True
+        else:
+            files.append(item)
+    return files, several
+
+
+def command(
+    inputs: list[Path] = typer.Argument(..., metavar="IN...", show_default=False,
+                                        help="Rasters, folders of rasters or globs."),
+    out: Path = typer.Option(..., "--out", "-o", show_default=False,
+                             help="Output file (one input) or existing folder (several)."),
+    model: Path | None = typer.Option(None, "--model", "-m", show_default=False,
+                                      help="Model file or run folder from `satsr train`."),
+    method: str | None = typer.Option(None, "--method", show_default=False,
+                                      help="Classical baseline instead of a model: bicubic or "
+                                           "nearest."),
+    scale: int = typer.Option(4, "--scale", help="Scale factor for --method (a model has its "
+                                                 "own)."),
+    bands: str | None = typer.Option(None, "--bands", show_default=False,
+                                     help="1-based bands, e.g. 1,2,3 (default: all but alpha)."),
+    nodata: float | None = typer.Option(None, "--nodata", show_default=False,
+                                        help="Nodata value for files that declare none."),
+    tile: int | None = typer.Option(None, "--tile", show_default=False,
+                                    help="Tile side in input pixels (default 256 on CPU, 512 "
+                                         "on CUDA)."),
+    overlap: int = typer.Option(32, "--overlap",
+                                help="Pixels shared by neighbouring tiles; 2r+1 (r = model's "
+                                     "receptive radius, 29 px for 10 blocks) makes tiling "
+                                     "exact."),
+    batch_size: int | None = typer.Option(None, "--batch-size", show_default=False,
+                                          help="Tiles per forward pass (default 1 on CPU, 4 on "
+                                               "CUDA)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    cog: bool = typer.Option(False, "--cog", help="Write a Cloud Optimized GeoTIFF with "
+                                                  "overviews."),
+    co: list[str] | None = typer.Option(None, "--co", metavar="KEY=VALUE", show_default=False,
+                                        help="GDAL creation option (repeatable)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+) -> None:
+    """Super-resolve rasters with a trained model (or a classical baseline), tile by tile."""
+    import sys
+    import warnings
+
+    from rich.console import Console
+
+    from satsr.raster import parse_bands
+    from satsr.upscale import UpscaleWarning, check_target, load_engine, upscale_raster
+
+    files, several = expand_inputs(inputs)
+    creation = _parse_co(co)
+    band_list = parse_bands(bands)
+    if several:
+        if not out.is_dir():
+            raise SatsrError(f"with several inputs, -o must be an existing folder: {out}")
+        targets = [out / f.name for f in files]
+        names = [t.name for t in targets]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise SatsrError(f"several inputs share the output name {sorted(dup)[0]}")
+    else:
+        targets = [out / files[0].name if out.is_dir() else out]
+        check_target(files[0], targets[0], overwrite)
+    engine = load_engine(model, method, scale, device)
+    err = Console(stderr=True)
+    failed = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UpscaleWarning)
+        show = warnings.showwarning
+
+        def emit(message, category, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if issubclass(category, UpscaleWarning):
+                print(f"satsr: warning: {message}", file=sys.stderr)
+            else:
+                show(message, category, *args, **kwargs)
+
+        warnings.showwarning = emit
+        for src, dst in zip(files, targets, strict=True):
+            try:
+                result = upscale_raster(src, dst, engine, bands=band_list, nodata=nodata,
+                                        tile=tile, overlap=overlap, batch_size=batch_size,
+                                        cog=cog, creation_options=creation,
+                                        overwrite=overwrite, progress=err.is_terminal)
+            except SatsrError as exc:
+                if not several:
+                    raise
+                failed += 1
+                print(f"satsr: error: {src}: {exc}", file=sys.stderr)
+                continue
+            Console().print(result.line(), soft_wrap=True, highlight=False)
+    if failed:
+        raise SatsrError(f"{failed} of {len(files)} inputs failed (see above)")
