@@ -1,8 +1,115 @@
-"""`satsr train` (being built)."""
+"""`satsr train`: train a GCN-family generator on a make-dataset folder."""
 
-from satsr.errors import SatsrError
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+VARIANT_HELP = "mse, ran, rec, cla, dis, adv, dis+rec, adv+rec, adv+mse, adv+cla."
 
 
-def command() -> None:
-    """Not available yet."""
-    raise SatsrError("this verb is not built yet")
+def command(
+    data: Path | None = typer.Argument(None, metavar="DATA", show_default=False,
+                                       help="make-dataset folder (train split trains, val "
+                                            "split validates)."),
+    out: Path | None = typer.Option(None, "--out", "-o", metavar="RUN", show_default=False,
+                                    help="Run folder: checkpoint, logs, model.safetensors."),
+    config: Path | None = typer.Option(None, "--config", show_default=False,
+                                       help="TOML or YAML file of options (the CLI wins)."),
+    variant: str | None = typer.Option(None, "--variant", show_default=False,
+                                       help=f"Loss family member [default: adv+rec]: "
+                                            f"{VARIANT_HELP}"),
+    scale: int | None = typer.Option(None, "--scale", show_default=False,
+                                     help="Upscaling factor 2, 4 or 8 [default: 4]."),
+    iterations: int | None = typer.Option(None, "--iterations", "-n", show_default=False,
+                                          help="Total iterations (a resumed run continues "
+                                               "to this) [default: 5000]."),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", show_default=False,
+                                          help="HR crops per iteration and process "
+                                               "[default: 10]."),
+    hr_size: int | None = typer.Option(None, "--hr-size", show_default=False,
+                                       help="Random HR crop side, a multiple of 16 "
+                                            "[default: 256]."),
+    lr: float | None = typer.Option(None, "--lr", show_default=False,
+                                    help="Adam learning rate [default: 2e-4]."),
+    beta1: float | None = typer.Option(None, "--beta1", show_default=False,
+                                       help="Adam beta1 [default: 0.9; the GCN authors used 0]."),
+    beta2: float | None = typer.Option(None, "--beta2", show_default=False,
+                                       help="Adam beta2 [default: 0.999]."),
+    lambda1: float | None = typer.Option(None, "--lambda1", show_default=False,
+                                         help="Weight of the Φ feature loss [default: 1]."),
+    lambda2: float | None = typer.Option(None, "--lambda2", show_default=False,
+                                         help="Weight of the adversarial loss [default: 1e-3]."),
+    phi_depth: int | None = typer.Option(None, "--phi-depth", show_default=False,
+                                         help="Φ = the first K trunk blocks [default: 1]."),
+    n_blocks: int | None = typer.Option(None, "--n-blocks", show_default=False,
+                                        help="Generator residual blocks [default: 10]."),
+    features: int | None = typer.Option(None, "--features", show_default=False,
+                                        help="Generator feature maps [default: 64]."),
+    seed: int | None = typer.Option(None, "--seed", show_default=False,
+                                    help="Seed of weights and data order [default: 0]."),
+    device: str | None = typer.Option(None, "--device", show_default=False,
+                                      help="auto, cpu or cuda [default: auto]."),
+    amp: bool | None = typer.Option(None, "--amp/--no-amp", show_default=False,
+                                    help="bf16 autocast on CUDA [default: on]."),
+    channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last",
+                                              show_default=False,
+                                              help="channels_last memory on CUDA "
+                                                   "[default: on]."),
+    workers: int | None = typer.Option(None, "--workers", show_default=False,
+                                       help="Data loader processes [default: -1 = auto: "
+                                            "0 on CPU, up to 4 on CUDA]."),
+    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", show_default=False,
+                                                help="Checkpoint period; 0 = only at the end "
+                                                     "[default: 500]."),
+    val_every: int | None = typer.Option(None, "--val-every", show_default=False,
+                                         help="Validation period; 0 = never [default: 250]."),
+    val_chips: int | None = typer.Option(None, "--val-chips", show_default=False,
+                                         help="Val chips used (centre crops) [default: 16]."),
+    log_every: int | None = typer.Option(None, "--log-every", show_default=False,
+                                         help="Iterations between writes of log.csv (every "
+                                              "iteration is logged) [default: 10]."),
+    vgg_weights: Path | None = typer.Option(None, "--vgg-weights", show_default=False,
+                                            help="vgg19-dcbb9e9d.pth for cla / adv+cla "
+                                                 "[default: torchvision's cache]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in RUN exactly."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Delete a previous run in RUN and start again."),
+) -> None:
+    """Train a super-resolution generator (GCN family) on a make-dataset folder."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from satsr.errors import SatsrError
+    from satsr.train import resolve_config, train
+
+    if resume and overwrite:
+        raise SatsrError("--resume and --overwrite contradict each other: pick one")
+    options = {
+        "data": str(data) if data else None, "out": str(out) if out else None,
+        "variant": variant, "scale": scale, "iterations": iterations,
+        "batch_size": batch_size, "hr_size": hr_size, "lr": lr, "beta1": beta1,
+        "beta2": beta2, "lambda1": lambda1, "lambda2": lambda2, "phi_depth": phi_depth,
+        "n_blocks": n_blocks, "features": features, "seed": seed, "device": device,
+        "amp": amp, "channels_last": channels_last, "workers": workers,
+        "checkpoint_every": checkpoint_every, "val_every": val_every, "val_chips": val_chips,
+        "log_every": log_every, "vgg_weights": str(vgg_weights) if vgg_weights else None,
+    }
+    cfg = resolve_config(options, config, resume=resume)
+    err = Console(stderr=True)
+    result = train(cfg, resume=resume, overwrite=overwrite, progress=err.is_terminal,
+                   console=err)
+    if not result.written:  # not rank 0 of a distributed run
+        return
+    table = Table(title=f"satsr train {cfg.variant}: {result.iterations} iterations in "
+                        f"{result.run} ({result.device}, {result.seconds:.1f} s)")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for name, value in result.losses.items():
+        table.add_row(name, f"{value:.5g}")
+    if result.val:
+        table.add_row("val PSNR (dB)", f"{result.val[-1]['psnr']:.2f}")
+        table.add_row("val L2", f"{result.val[-1]['l2']:.5g}")
+    table.add_row("model", str(Path(result.run) / "model.safetensors"))
+    Console().print(table)
