@@ -1,0 +1,151 @@
+"""Seconds per iteration of `adv+rec` through satsr's engine vs a minimal hand-written loop.
+
+Both train the same networks (SRResNet generator, shared DCGAN trunk + discriminator head +
+decoder) with the same losses, batch and crop size, in the same process, alternately over
+several rounds (the median round counts, which tames a noisy shared machine). The engine is
+timed between iteration ends inside `Trainer.run` (data reading from GeoTIFF chips, logging
+and the NaN checks included; set-up and the final checkpoint excluded). The minimal loop
+reads crops from tensors already in memory, so the ratio is an upper bound on the engine's
+overhead. Target: ratio <= 1.10.
+
+    .venv/bin/python benchmarks/train_step.py                 # HR 96, batch 10, CPU
+    .venv/bin/python benchmarks/train_step.py --device cuda --hr-size 256 --iterations 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from helpers import write_dataset  # noqa: E402
+
+from satsr.degrade import downscale  # noqa: E402
+from satsr.losses import PhiNetworks, get_variant  # noqa: E402
+from satsr.models import Generator  # noqa: E402
+from satsr.train import TrainConfig, Trainer  # noqa: E402
+
+
+def engine_round(cfg: TrainConfig, warmup: int, n: int) -> float:
+    """Seconds per iteration of satsr's engine (after `warmup` iterations)."""
+    cfg.iterations = warmup + n
+    t = Trainer(cfg, overwrite=True)
+    res = t.run()
+    times = res.iteration_times
+    return (times[-1] - times[warmup - 1]) / n
+
+
+def minimal_round(crops: torch.Tensor, cfg: TrainConfig, device: torch.device, warmup: int,
+                  n: int) -> float:
+    """Seconds per iteration of the plain PyTorch loop over the same networks and losses."""
+    torch.manual_seed(cfg.seed)
+    amp = device.type == "cuda" and cfg.amp
+    cl = torch.channels_last if device.type == "cuda" and cfg.channels_last else \
+        torch.contiguous_format
+    g = Generator(crops.shape[1], cfg.scale, cfg.n_blocks, cfg.features).to(device,
+                                                                             memory_format=cl)
+    nets = PhiNetworks(get_variant("adv+rec"), crops.shape[1]).to(device, memory_format=cl)
+    trunk, head, dec = nets.trunk, nets.disc.head, nets.ae.decoder
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(nets.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    bce = F.binary_cross_entropy_with_logits
+    gen = torch.Generator().manual_seed(0)
+    s, b = cfg.hr_size, cfg.batch_size
+    ends = []
+    for _ in range(warmup + n):
+        idx = torch.randint(len(crops), (b,), generator=gen)
+        i, j = torch.randint(crops.shape[2] - s + 1, (2,), generator=gen).tolist()
+        hr = crops[idx, :, i:i + s, j:j + s]
+        if torch.rand(1, generator=gen) < 0.5:
+            hr = hr.flip(3)
+        hr = hr.to(device).contiguous(memory_format=cl)
+        ctx = torch.autocast("cuda", torch.bfloat16) if amp else torch.autocast("cpu",
+                                                                                 enabled=False)
+        lr = downscale(hr, cfg.scale).clamp(-1, 1)
+        with ctx:
+            fake = g(lr)
+        # discriminator + auto-encoder step on the shared trunk
+        opt_d.zero_grad(set_to_none=True)
+        with ctx:
+            fd = fake.detach()
+            zr, zf = trunk(hr), trunk(fd)
+            lr_, lf_ = head(zr).float(), head(zf).float()
+            loss_d = (bce(lr_, torch.ones_like(lr_)) + bce(lf_, torch.zeros_like(lf_))
+                      + F.mse_loss(dec(zr).float(), hr) + F.mse_loss(dec(zf).float(), fd.float()))
+        loss_d.backward()
+        opt_d.step()
+        # generator step: Φ = first trunk block, plus 1e-3 adversarial
+        nets.requires_grad_(False)
+        opt_g.zero_grad(set_to_none=True)
+        with ctx:
+            with torch.no_grad():
+                target = trunk.blocks[0](hr)
+            x = trunk.blocks[0](fake)
+            phi = x
+            for blk in trunk.blocks[1:]:
+                x = blk(x)
+            logit = head(x).float()
+            loss_g = (F.mse_loss(phi.float(), target.float())
+                      + 1e-3 * bce(logit, torch.ones_like(logit)))
+        loss_g.backward()
+        opt_g.step()
+        nets.requires_grad_(True)
+        losses = torch.stack([loss_d.detach(), loss_g.detach()])
+        if not torch.isfinite(losses).all():  # what any loop checks: one sync per iteration
+            raise RuntimeError("diverged")
+        ends.append(time.perf_counter())
+    return (ends[-1] - ends[warmup - 1]) / n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hr-size", type=int, default=96)
+    ap.add_argument("--batch-size", type=int, default=10)
+    ap.add_argument("--iterations", type=int, default=6, help="timed iterations per round")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument("--no-amp", action="store_true", help="CUDA: no bf16 / channels_last")
+    ap.add_argument("--source", default=str(ROOT.parent / "shared" / "data" /
+                                            "netherlands_aerial_0.25m.tif"))
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        chip = max(128, args.hr_size)
+        ds = write_dataset(Path(tmp) / "ds", Path(args.source), chip, {"train": 20})
+        cfg = TrainConfig(data=str(ds), out=str(Path(tmp) / "run"), variant="adv+rec",
+                          hr_size=args.hr_size, batch_size=args.batch_size, val_every=0,
+                          checkpoint_every=0, device=args.device, amp=not args.no_amp,
+                          channels_last=not args.no_amp, workers=0 if args.device == "cpu"
+                          else -1)
+        probe = Trainer(TrainConfig(**{**cfg.__dict__, "iterations": 1}), overwrite=True)
+        device = probe.device
+        crops = torch.stack([probe.dataset[p][0] for p in range(len(probe.dataset))])
+        del probe
+        eng, mini = [], []
+        for r in range(args.rounds):
+            eng.append(engine_round(TrainConfig(**cfg.__dict__), args.warmup, args.iterations))
+            mini.append(minimal_round(crops, cfg, device, args.warmup, args.iterations))
+            print(f"round {r + 1}: engine {eng[-1]:.4f} s/it, minimal {mini[-1]:.4f} s/it, "
+                  f"ratio {eng[-1] / mini[-1]:.3f}", flush=True)
+        e, m = statistics.median(eng), statistics.median(mini)
+        name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+        print(f"adv+rec HR {args.hr_size} batch {args.batch_size} on {name} "
+              f"({torch.get_num_threads()} threads): engine {e:.4f} s/it ({1 / e:.2f} it/s), "
+              f"minimal loop {m:.4f} s/it ({1 / m:.2f} it/s), ratio {e / m:.3f} "
+              f"(target <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()
