@@ -540,7 +540,7 @@ def _profile(ds: Any, plan: _Plan, s: int, stage_only: bool,
     if plan.georef:
         p["crs"] = ds.crs
     if plan.keep_transform or plan.georef:
-        p["transform"] = ds.transform * Affine.scale(1 / s)
+        p["transform"] = ds.transform @ Affine.scale(1 / s)
     if plan.nodata_out is not None:
         p["nodata"] = plan.nodata_out
     for k, v in (extra or {}).items():
