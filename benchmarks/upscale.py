@@ -142,8 +142,13 @@ def main() -> None:
                     help="engine for the memory runs (model: a 2-block, 16-feature generator)")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--child-rss", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.child_rss:
         child_rss(args.child_rss, args.rss_method)
         return

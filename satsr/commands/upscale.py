@@ -124,11 +124,12 @@ def command(
                                         tile=tile, overlap=overlap, batch_size=batch_size,
                                         cog=cog, creation_options=creation,
                                         overwrite=overwrite, progress=err.is_terminal)
-            except SatsrError as exc:
+            except Exception as exc:  # noqa: BLE001  (report it, finish the others)
                 if not several:
                     raise
                 failed += 1
-                print(f"satsr: error: {src}: {exc}", file=sys.stderr)
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                print(f"satsr: error: {src}: {msg}", file=sys.stderr)
                 continue
             Console().print(result.line(), soft_wrap=True, highlight=False)
     if failed:
