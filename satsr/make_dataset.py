@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -48,6 +49,7 @@ from satsr.sampling import (
     Block,
     Scanner,
     allocate,
+    allocate_systematic,
     aoi_in_pixels,
     assign_splits,
     block_grid,
@@ -63,6 +65,9 @@ from satsr.scaling import BandScaling
 INDEX_FORMAT = 1
 #: Bins of the fine histogram used for float statistics (range from a pilot pass).
 FLOAT_BINS = 1 << 16
+#: GDAL block cache while cutting: chips are read block by block, row by row, so a small
+#: cache holds every source tile a chip shares with the next ones; keeps peak RSS flat.
+CUT_CACHEMAX = 16 * 1024 * 1024
 #: Training chips read by the pilot pass that fixes the float histogram range.
 PILOT_CHIPS = 32
 
@@ -360,7 +365,8 @@ def make_dataset(
     aoi_geom = read_aoi(aoi) if aoi is not None else None
     max_invalid = int(math.floor(max_nodata * size * size + 1e-9))
 
-    with gdal_env(), contextlib.ExitStack() as stack, _progress(progress) as bar:
+    with gdal_env(), rasterio.Env(GDAL_CACHEMAX=CUT_CACHEMAX), contextlib.ExitStack() as stack, \
+            _progress(progress) as bar:
         srcs: list[_Source] = []
         for p in sources:
             s = _open_source(p, size, band_list, nodata)
@@ -423,13 +429,15 @@ def make_dataset(
             raise SatsrError(f"--count {count} cannot be met with --split "
                              f"{','.join(f'{f:g}' for f in fractions)} and --max-nodata "
                              f"{max_nodata:g} ({short} distinct positions): at most {most} "
-                             f"chips could be cut")
+                             f"chips could be cut (a smaller --size or --block, or a larger "
+                             f"--max-nodata, gives more)")
         uid = {id(b): k for k, b in enumerate(blocks)}
         chips: list[_Chip] = []
         for si, sp in enumerate(SPLITS):
             members = [b for b in usable if b.split == sp]
-            for b, n in zip(members, allocate(per_split[si], [b.usable for b in members]),
-                            strict=True):
+            shares = allocate_systematic(per_split[si], [b.usable for b in members],
+                                         np.random.default_rng([seed, 3, si]))
+            for b, n in zip(members, shares, strict=True):
                 rng = np.random.default_rng([seed, 2, uid[id(b)]])
                 for col, row, inv in sorted(sample_block(b, n, size, rng, srcs[b.source].scanner),
                                             key=lambda p: (p[1], p[0])):
@@ -450,6 +458,9 @@ def make_dataset(
         # cut ------------------------------------------------------------------------------
         co = _creation_options(dtype, creation_options)
         with atomic_dir(out, overwrite) as tmp:
+            umask = os.umask(0)
+            os.umask(umask)
+            tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; give it a folder's usual mode
             for sp in SPLITS:
                 (tmp / "chips" / sp).mkdir(parents=True)
             task = bar.add_task("cutting chips", total=len(chips))

@@ -48,8 +48,8 @@ from satsr.raster import valid_mask
 #: Largest nominal block side (pixels) chosen automatically; keeps a block's scan small.
 MAX_AUTO_BLOCK = 1024
 #: The automatic block side is the largest multiple of the chip size giving at least this
-#: many blocks over all sources (so that a 10 % split still gets a few blocks).
-MIN_AUTO_BLOCKS = 25
+#: many blocks over all sources (so that a 10 % split still gets a block or two).
+MIN_AUTO_BLOCKS = 16
 
 
 @dataclass
@@ -152,6 +152,22 @@ def allocate(n: int, weights: Sequence[float]) -> list[int]:
         for i in order[:rest]:
             out[i] += 1
     return [int(v) for v in out]
+
+
+def allocate_systematic(n: int, weights: Sequence[float], rng: np.random.Generator) -> list[int]:
+    """Split `n` in proportion to `weights` by systematic sampling with a random start.
+
+    Each item gets the floor or the ceiling of its quota, the ceiling with probability equal
+    to the quota's fractional part, so small counts spread over many blocks without favouring
+    the first ones (largest-remainder ties would always go to the same blocks).
+    """
+    w = np.asarray(weights, np.float64)
+    if n <= 0 or w.sum() <= 0:
+        return [0] * len(w)
+    cum = np.concatenate([[0.0], np.cumsum(n * w / w.sum())])
+    cum[-1] = n  # no rounding drift at the end
+    edges = np.floor(cum + rng.random())
+    return [int(v) for v in np.diff(edges)]
 
 
 def max_feasible(count: int, fractions: Sequence[float], capacity: Sequence[int]) -> int:
