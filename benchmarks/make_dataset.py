@@ -156,7 +156,7 @@ def main() -> None:
         t.add_row(name, src, str(r["chips"]), f"{r['seconds']:.1f}",
                   f"{r['chips'] / r['seconds']:.1f}", f"{1000 * r['cpu'] / r['chips']:.1f}",
                   f"{r['max_rss_mb']:.0f}")
-    Console().print(t)
+    Console(width=120).print(t)
     wall = (ours["chips"] / ours["seconds"]) / (bare["chips"] / bare["seconds"])
     cpu = (bare["cpu"] / bare["chips"]) / (ours["cpu"] / ours["chips"])
     rss = ours["max_rss_mb"] / small_run["max_rss_mb"]
