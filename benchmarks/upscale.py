@@ -129,6 +129,7 @@ def rss(sizes: list[int], method: str) -> list[dict[str, float]]:
                                  check=True)
             row = json.loads(out.stdout.strip().splitlines()[-1])
             row["size"] = size
+            print(f"  {size}^2: {row}", flush=True)
             rows.append(row)
             src.unlink()
     return rows
@@ -142,6 +143,9 @@ def main() -> None:
                     help="engine for the memory runs (model: a 2-block, 16-feature generator)")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--rss-sizes", default="", help="two input sides for the memory runs, "
+                                                   "e.g. 256,1024 (default 1024,4096; quick "
+                                                   "512,2048)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--child-rss", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -172,6 +176,8 @@ def main() -> None:
                   f"max |tiled - whole| {t['max_abs_diff']:.2e} ([-1, 1] units)")
     if not args.skip_rss:
         sizes = [512, 2048] if args.quick else [1024, 4096]
+        if args.rss_sizes:
+            sizes = [int(v) for v in args.rss_sizes.split(",")]
         rows = rss(sizes, args.rss_method)
         tab = Table(title=f"peak RSS of upscale_raster ({args.rss_method}), separate processes")
         for col in ("input", "output", "after imports MiB", "peak MiB", "seconds"):
