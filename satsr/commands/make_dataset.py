@@ -6,18 +6,7 @@ from pathlib import Path
 
 import typer
 
-from satsr.errors import SatsrError
-
-
-def _parse_co(items: list[str] | None) -> dict[str, str]:
-    """['COMPRESS=LZW', ...] -> {'COMPRESS': 'LZW', ...}."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise SatsrError(f"--co takes KEY=VALUE, not {item!r}")
-        out[key.strip()] = value.strip()
-    return out
+from satsr.commands import parse_creation_options
 
 
 def command(
@@ -64,7 +53,8 @@ def command(
         summary = make_dataset(
             sources, out, size=size, count=count, seed=seed, split=split, aoi=aoi,
             max_nodata=max_nodata, nodata=nodata, bands=parse_bands(bands), block=block,
-            creation_options=_parse_co(co), overwrite=overwrite, progress=err.is_terminal,
+            creation_options=parse_creation_options(co), overwrite=overwrite,
+            progress=err.is_terminal,
         )
     table = Table(title=f"{sum(summary.counts.values())} chips of {summary.size} px "
                         f"({len(summary.bands)} x {summary.dtype}) in {summary.out}")

@@ -6,18 +6,8 @@ from pathlib import Path
 
 import typer
 
+from satsr.commands import parse_creation_options
 from satsr.errors import SatsrError
-
-
-def _parse_co(items: list[str] | None) -> dict[str, str]:
-    """['COMPRESS=LZW', ...] -> {'COMPRESS': 'LZW', ...}."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise SatsrError(f"--co takes KEY=VALUE, not {item!r}")
-        out[key.strip()] = value.strip()
-    return out
 
 
 def expand_inputs(items: list[Path]) -> tuple[list[Path], bool]:
@@ -91,7 +81,7 @@ def command(
     from satsr.upscale import UpscaleWarning, check_target, load_engine, upscale_raster
 
     files, several = expand_inputs(inputs)
-    creation = _parse_co(co)
+    creation = parse_creation_options(co)
     band_list = parse_bands(bands)
     if several:
         if not out.is_dir():
