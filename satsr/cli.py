@@ -41,9 +41,16 @@ app.command("eval")(evaluate.command)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one line on stderr and a non-zero exit."""
+    """Entry point: user errors become one line on stderr and a non-zero exit.
+
+    A successful run returns normally (click's standalone mode would raise SystemExit(0)),
+    so that `main([...])` can be called from Python.
+    """
     try:
         app(args=argv, prog_name="satsr")
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
     except SatsrError as exc:
         print(f"satsr: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

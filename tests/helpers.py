@@ -20,7 +20,7 @@ def write_dataset(root: Path, source: Path, size: int, splits: dict[str, int],
                   bands: list[int] | None = None) -> Path:
     """Cut non-overlapping `size` chips from `source` on a grid, `splits[name]` per split."""
     root.mkdir(parents=True, exist_ok=True)
-    feats, train_pixels = [], []
+    feats, train_pixels, all_pixels = [], [], []
     with rasterio.open(source) as ds:
         bands = bands or list(range(1, min(ds.count, 3) + 1))
         cells = [(r, c) for r in range(ds.height // size) for c in range(ds.width // size)]
@@ -40,8 +40,9 @@ def write_dataset(root: Path, source: Path, size: int, splits: dict[str, int],
                            "transform": window_transform(win, ds.transform)}
                 with rasterio.open(root / rel, "w", **profile) as out:
                     out.write(data)
+                all_pixels.append(data.reshape(len(bands), -1))
                 if split == "train":
-                    train_pixels.append(data.reshape(len(bands), -1))
+                    train_pixels.append(all_pixels[-1])
                 feats.append({"type": "Feature", "geometry": None, "properties": {
                     "path": rel, "split": split, "source": str(source),
                     "crs": ds.crs.to_string() if ds.crs else None,
@@ -49,7 +50,9 @@ def write_dataset(root: Path, source: Path, size: int, splits: dict[str, int],
                     "gsd": [abs(ds.transform.a), abs(ds.transform.e)], "georeferenced": True}})
         dtype = ds.dtypes[bands[0] - 1]
         gsd = abs(ds.transform.a)
-    px = np.concatenate(train_pixels, axis=1).astype(np.float64)
+    # Statistics come from the train chips; a dataset without any (used to test the error
+    # for it) records those of its other chips so that the index stays well formed.
+    px = np.concatenate(train_pixels or all_pixels, axis=1).astype(np.float64)
     stats = [{"band": b, "min": float(p.min()), "max": float(p.max()), "mean": float(p.mean()),
               "std": float(p.std()), "p0.1": float(np.percentile(p, 0.1)),
               "p99.9": float(np.percentile(p, 99.9))} for b, p in zip(bands, px, strict=True)]

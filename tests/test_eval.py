@@ -41,11 +41,13 @@ def _isolated_torch_cache(tmp_path_factory: pytest.TempPathFactory,
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """Run `satsr ARGS` in-process: (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exc:
+    code = 0
+    try:
         main(args)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
     out = capsys.readouterr()
-    code = exc.value.code
-    return (0 if code is None else int(code)), out.out, out.err
+    return code, out.out, out.err
 
 
 def _unit(path: Path) -> torch.Tensor:
