@@ -49,7 +49,7 @@ from satsr.sampling import (
     Block,
     Scanner,
     allocate,
-    allocate_systematic,
+    allocate_capped,
     aoi_in_pixels,
     assign_splits,
     block_grid,
@@ -397,7 +397,7 @@ def make_dataset(
             grid = block_grid(i, s.ds.width, s.ds.height, side)
             if aoi_px is None and _all_valid(s, nodata):
                 for b in grid:
-                    b.usable = b.positions(size)
+                    b.set_usable(b.positions(size), size)
             else:
                 s.scanner = Scanner(s.ds, s.bands, size, max_invalid, nodata,
                                     read_data=nodata is not None or np.dtype(dtype).kind == "f",
@@ -410,7 +410,7 @@ def make_dataset(
             task = bar.add_task("scanning masks", total=len(to_scan))
             for b in to_scan:
                 ok, invalid = srcs[b.source].scanner.usable(b)  # type: ignore[union-attr]
-                b.usable = int(ok.sum())
+                b.set_usable(int(ok.sum()), size)
                 b.scanned = not (b.usable == ok.size and int(invalid.max(initial=0)) == 0)
                 bar.advance(task)
         usable = [b for b in blocks if b.usable > 0]
@@ -435,8 +435,9 @@ def make_dataset(
         chips: list[_Chip] = []
         for si, sp in enumerate(SPLITS):
             members = [b for b in usable if b.split == sp]
-            shares = allocate_systematic(per_split[si], [b.usable for b in members],
-                                         np.random.default_rng([seed, 3, si]))
+            shares = allocate_capped(per_split[si], [b.area for b in members],
+                                     [b.usable for b in members],
+                                     np.random.default_rng([seed, 3, si]))
             for b, n in zip(members, shares, strict=True):
                 rng = np.random.default_rng([seed, 2, uid[id(b)]])
                 for col, row, inv in sorted(sample_block(b, n, size, rng, srcs[b.source].scanner),
@@ -480,12 +481,13 @@ def make_dataset(
                                     })
             _write_index(tmp / INDEX_NAME, meta, features)
 
-    total_area = float(sum(b.usable for b in usable))
+    total_area = float(sum(b.area for b in usable))
+    area = [sum(b.area for b in usable if b.split == sp) for sp in SPLITS]
     return Summary(
         out=out, size=size, dtype=dtype, bands=first.bands,
         counts=dict(zip(SPLITS, per_split, strict=True)),
         blocks={sp: sum(1 for b in usable if b.split == sp) for sp in SPLITS},
-        area={sp: capacity[i] / total_area for i, sp in enumerate(SPLITS)},
+        area={sp: area[i] / total_area for i, sp in enumerate(SPLITS)},
         per_source={s.path: {sp: sum(1 for c in chips if c.source == i and c.split == sp)
                              for sp in SPLITS} for i, s in enumerate(srcs)},
         block_side=side, seconds=time.perf_counter() - t0, stats=stats)

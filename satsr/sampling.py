@@ -62,6 +62,10 @@ class Block:
     width: int
     height: int
     usable: int = 0  # number of usable chip positions inside the block
+    #: usable area in pixels: the block's pixels times the usable fraction of its positions.
+    #: Splits and chip counts follow this (not `usable`, which would favour blocks whose side
+    #: is well above the chip size: a block exactly one chip wide has a single position).
+    area: float = 0.0
     scanned: bool = False  # True when `usable` came from a validity scan (not all valid)
     split: str = ""
 
@@ -72,6 +76,12 @@ class Block:
     def positions(self, size: int) -> int:
         """How many chip positions fit in the block, ignoring validity."""
         return max(0, self.width - size + 1) * max(0, self.height - size + 1)
+
+    def set_usable(self, usable: int, size: int) -> None:
+        """Record the usable positions and the usable area they imply."""
+        self.usable = int(usable)
+        total = self.positions(size)
+        self.area = self.width * self.height * (self.usable / total) if total else 0.0
 
 
 def parse_split(spec: str | Sequence[float]) -> tuple[float, float, float]:
@@ -123,7 +133,7 @@ def assign_splits(blocks: Sequence[Block], fractions: Sequence[float],
     that would otherwise get none.
     """
     order = rng.permutation(len(blocks))
-    total = float(sum(b.usable for b in blocks))
+    total = float(sum(b.area for b in blocks))
     target = [f * total for f in fractions]
     got = [0.0] * len(SPLITS)
     empty = {i for i, f in enumerate(fractions) if f > 0}
@@ -135,7 +145,7 @@ def assign_splits(blocks: Sequence[Block], fractions: Sequence[float],
             s = max((i for i, f in enumerate(fractions) if f > 0),
                     key=lambda i: (target[i] - got[i], -i))
         blocks[bi].split = SPLITS[s]
-        got[s] += blocks[bi].usable
+        got[s] += blocks[bi].area
         empty.discard(s)
 
 
@@ -168,6 +178,27 @@ def allocate_systematic(n: int, weights: Sequence[float], rng: np.random.Generat
     cum[-1] = n  # no rounding drift at the end
     edges = np.floor(cum + rng.random())
     return [int(v) for v in np.diff(edges)]
+
+
+def allocate_capped(n: int, weights: Sequence[float], caps: Sequence[int],
+                    rng: np.random.Generator) -> list[int]:
+    """`allocate_systematic`, but no item gets more than its cap; what a full item cannot
+    take goes to the others in proportion to their weights. Needs sum(caps) >= n."""
+    w = np.asarray(weights, np.float64)
+    cap = np.asarray(caps, np.int64)
+    if n > int(cap.sum()):
+        raise ValueError(f"cannot place {n} items in a total capacity of {int(cap.sum())}")
+    out = np.zeros(len(w), np.int64)
+    left = n
+    while left > 0:  # each round places at least one item
+        room = cap - out
+        add = np.minimum(allocate_systematic(left, np.where(room > 0, w, 0.0), rng), room)
+        if add.sum() == 0:  # only zero-weight items have room left: fill them in order
+            before = np.cumsum(room) - room
+            add = np.clip(left - before, 0, room)
+        out += add
+        left = n - int(out.sum())
+    return [int(v) for v in out]
 
 
 def max_feasible(count: int, fractions: Sequence[float], capacity: Sequence[int]) -> int:

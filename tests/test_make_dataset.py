@@ -105,11 +105,11 @@ def test_val_and_test_chips_never_share_a_pixel_with_train_chips(shared, tmp_pat
 
 
 def test_block_split_follows_fractions_and_keeps_every_requested_split():
-    blocks = [Block(0, i * 10, 0, 10, 10, usable=100) for i in range(40)]
+    blocks = [Block(0, i * 10, 0, 10, 10, usable=100, area=100.0) for i in range(40)]
     assign_splits(blocks, (0.8, 0.1, 0.1), np.random.default_rng(0))
     got = [sum(b.split == sp for b in blocks) for sp in ("train", "val", "test")]
     assert got == [32, 4, 4]
-    few = [Block(0, i * 10, 0, 10, 10, usable=100) for i in range(3)]
+    few = [Block(0, i * 10, 0, 10, 10, usable=100, area=100.0) for i in range(3)]
     assign_splits(few, (0.98, 0.01, 0.01), np.random.default_rng(0))
     assert sorted(b.split for b in few) == ["test", "train", "val"]
     assert allocate(10, [0.8, 0.1, 0.1]) == [8, 1, 1] and sum(allocate(7, [1, 1, 1])) == 7
@@ -364,3 +364,28 @@ def test_cli_refuses_a_non_empty_output_without_overwrite(shared, tmp_path, caps
     code, err = _run_cli([*base, "--overwrite"], capsys)
     assert code == 0, err
     assert not (out / "keep.txt").exists() and len(DatasetIndex.read(out).chips) == 6
+
+
+def test_chip_counts_follow_area_not_the_number_of_positions():
+    from satsr.sampling import allocate_capped
+
+    # a block one chip wide has a single position but as much area as its neighbour
+    a, b = Block(0, 0, 0, 32, 32), Block(1, 0, 0, 63, 32)
+    a.set_usable(a.positions(32), 32)
+    b.set_usable(b.positions(32), 32)
+    assert (a.usable, b.usable) == (1, 32) and b.area == pytest.approx(63 * 32)
+    got = allocate_capped(20, [a.area, b.area], [a.usable, b.usable], np.random.default_rng(0))
+    assert got[0] == 1 and sum(got) == 20  # capped at its one position, the rest moves over
+    got = allocate_capped(300, [1.0, 1.0, 0.0], [1000, 1000, 5], np.random.default_rng(1))
+    assert sum(got) == 300 and abs(got[0] - got[1]) <= 1 and got[2] == 0
+    with pytest.raises(ValueError):
+        allocate_capped(3, [1.0], [2], np.random.default_rng(0))
+
+
+def test_small_and_large_sources_get_chips_in_proportion_to_their_area(shared, tmp_path):
+    big, small = shared / "manila_aerial_0.1m.tif", shared / "colorado_aerial_0.15m.tif"
+    s = make_dataset([big, small], tmp_path / "ds", size=64, count=400, seed=0, block=64,
+                     split=(1.0, 0.0, 0.0))
+    n_big, n_small = (sum(s.per_source[str(p)].values()) for p in (big, small))
+    # usable areas: 2048 x 2048 against 383 x 232 (about 47 to 1)
+    assert n_big + n_small == 400 and n_big > 20 * n_small
