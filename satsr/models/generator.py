@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 SCALES = (2, 4, 8)
@@ -31,14 +32,20 @@ class Generator(nn.Module):
     """SRResNet: 9x9 conv, residual blocks, long skip, x2 pixel-shuffle stages, 9x9 conv, tanh.
 
     Fully convolutional: an (B, bands, h, w) input gives (B, bands, h*scale, w*scale) in [-1, 1].
+
+    With `residual=True` (not in the paper) the network predicts a correction that is added to
+    the bicubic upsampling of its input, and the sum is clipped to [-1, 1] instead of passing
+    through tanh. Its last convolution starts at zero, so an untrained residual generator *is*
+    bicubic (satsr.degrade.upsample) and training only moves it away where that pays off.
     """
 
     def __init__(self, bands: int = 3, scale: int = 4, n_blocks: int = 10,
-                 features: int = 64) -> None:
+                 features: int = 64, residual: bool = False) -> None:
         super().__init__()
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, not {scale}")
         self.bands, self.scale, self.n_blocks, self.features = bands, scale, n_blocks, features
+        self.residual = bool(residual)
         self.head = nn.Sequential(nn.Conv2d(bands, features, 9, padding=4), nn.PReLU(features))
         self.blocks = nn.Sequential(*[ResidualBlock(features) for _ in range(n_blocks)])
         self.trunk_tail = nn.Sequential(nn.Conv2d(features, features, 3, padding=1),
@@ -49,13 +56,20 @@ class Generator(nn.Module):
                     nn.PReLU(features)]
         self.upsample = nn.Sequential(*ups)
         self.tail = nn.Conv2d(features, bands, 9, padding=4)
+        if self.residual:
+            nn.init.zeros_(self.tail.weight)
+            nn.init.zeros_(self.tail.bias)
 
     def arch(self) -> dict[str, int]:
         """Constructor arguments, stored in model files to rebuild the network."""
         return {"bands": self.bands, "scale": self.scale, "n_blocks": self.n_blocks,
-                "features": self.features}
+                "features": self.features, "residual": int(self.residual)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.head(x)
         h = h + self.trunk_tail(self.blocks(h))
-        return torch.tanh(self.tail(self.upsample(h)))
+        out = self.tail(self.upsample(h))
+        if not self.residual:
+            return torch.tanh(out)
+        base = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return (base.to(out.dtype) + out).clamp(-1.0, 1.0)
