@@ -7,7 +7,7 @@ import sys
 import typer
 
 from satsr import __version__
-from satsr.commands import evaluate, make_dataset, train, upscale
+from satsr.commands import demo, evaluate, make_dataset, models, train, upscale
 from satsr.errors import SatsrError
 
 app = typer.Typer(
@@ -38,6 +38,8 @@ app.command("make-dataset")(make_dataset.command)
 app.command("train")(train.command)
 app.command("upscale")(upscale.command)
 app.command("eval")(evaluate.command)
+app.command("models")(models.command)
+app.command("demo")(demo.command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -415,8 +415,10 @@ def write_figure(result: EvalResult, path: str | Path) -> None:
     n = len(crops)
     fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.9), squeeze=False)
     s = result.summary()
-    lp = [k for k in result.available if k.endswith("-l")] or [
-        k for k in result.available if k in LPIPS_VARIANTS]
+    # vgg-l first: alex-l alone rewards blockiness (nearest often beats bicubic on it)
+    lp = sorted([k for k in result.available if k.endswith("-l")],
+                key=lambda k: k != "vgg-l") or [k for k in result.available
+                                                 if k in LPIPS_VARIANTS]
     for ax, (label, img) in zip(axes[0], crops.items(), strict=True):
         ax.imshow(img, interpolation="nearest")
         title = label

@@ -39,12 +39,19 @@ FORMAT = 1
 
 
 def resolve_model_path(path: str | Path) -> Path:
-    """A model file, or a run folder holding `model.safetensors`."""
+    """A model file, a run folder holding `model.safetensors`, or a bundled model's name."""
     p = Path(path)
+    if not p.exists() and len(p.parts) == 1:
+        from satsr.bundled import bundled_model
+
+        found = bundled_model(str(path))
+        if found is not None:
+            return found.path
     if p.is_dir():
         p = p / MODEL_NAME
     if not p.is_file():
-        raise SatsrError(f"model not found: {p}")
+        raise SatsrError(f"model not found: {p} (not a file, run folder or bundled model "
+                         f"name; `satsr models` lists those)")
     return p
 
 

@@ -128,8 +128,9 @@ def load_engine(model: str | Path | None = None, method: str | None = None, scal
     if model is not None and method is not None:
         raise SatsrError("give either --model or --method, not both")
     if model is None and method is None:
-        raise SatsrError("give --model MODEL (a model file or run folder) or --method "
-                         "bicubic|nearest")
+        from satsr.bundled import default_model_path
+
+        model = default_model_path()
     dev = resolve_device(device)
     if method is not None:
         return Engine.baseline(method, scale, dev)

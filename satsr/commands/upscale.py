@@ -44,7 +44,9 @@ def command(
     out: Path = typer.Option(..., "--out", "-o", show_default=False,
                              help="Output file (one input) or existing folder (several)."),
     model: Path | None = typer.Option(None, "--model", "-m", show_default=False,
-                                      help="Model file or run folder from `satsr train`."),
+                                      help="Model file, run folder from `satsr train`, or "
+                                           "bundled model name (default: the bundled "
+                                           "satsr-rgb-x4; see `satsr models`)."),
     method: str | None = typer.Option(None, "--method", show_default=False,
                                       help="Classical baseline instead of a model: bicubic or "
                                            "nearest."),
