@@ -16,6 +16,19 @@ from rasterio.windows import transform as window_transform
 from satsr.scaling import BandScaling
 
 
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run `satsr ARGS` in-process: (exit code, stdout, stderr)."""
+    from satsr.cli import main
+
+    code = 0
+    try:
+        main(args)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def write_dataset(root: Path, source: Path, size: int, splits: dict[str, int],
                   bands: list[int] | None = None) -> Path:
     """Cut non-overlapping `size` chips from `source` on a grid, `splits[name]` per split."""

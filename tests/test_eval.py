@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from helpers import write_dataset
+from helpers import run_cli, write_dataset
 from PIL import Image
 from rasterio.windows import Window
 
 from satsr import evaluate as ev
-from satsr.cli import main
 from satsr.errors import MissingWeightsError, SatsrError
 from satsr.metrics import LPIPSMetric, classical, get_lpips, parse_metrics, to_uint8
 from satsr.weights import (
@@ -37,17 +36,6 @@ def _isolated_torch_cache(tmp_path_factory: pytest.TempPathFactory,
     """No test may see (or fill) a real torchvision cache; wide output for rich tables."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
     monkeypatch.setenv("COLUMNS", "250")
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run `satsr ARGS` in-process: (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        main(args)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _unit(path: Path) -> torch.Tensor:
