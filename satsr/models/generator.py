@@ -11,6 +11,21 @@ from torch import nn
 SCALES = (2, 4, 8)
 
 
+def icnr_(conv: nn.Conv2d, r: int = 2) -> None:
+    """ICNR initialisation (Aitken et al. 2017) of a conv feeding PixelShuffle(r).
+
+    The r*r output channels that become one channel's sub-pixels start as copies of one
+    filter, so the shuffled output starts free of checkerboard patterns.
+    """
+    out = conv.out_channels // (r * r)
+    base = torch.empty(out, conv.in_channels, *conv.kernel_size)
+    nn.init.kaiming_uniform_(base, a=math.sqrt(5))  # torch's default Conv2d init
+    with torch.no_grad():
+        conv.weight.copy_(base.repeat_interleave(r * r, dim=0))
+        if conv.bias is not None:
+            conv.bias.copy_(conv.bias[::r * r].repeat_interleave(r * r))
+
+
 class ResidualBlock(nn.Module):
     """conv3x3 - BN - PReLU - conv3x3 - BN, plus the identity."""
 
@@ -52,8 +67,9 @@ class Generator(nn.Module):
                                         nn.BatchNorm2d(features))
         ups: list[nn.Module] = []
         for _ in range(int(math.log2(scale))):
-            ups += [nn.Conv2d(features, features * 4, 3, padding=1), nn.PixelShuffle(2),
-                    nn.PReLU(features)]
+            conv = nn.Conv2d(features, features * 4, 3, padding=1)
+            icnr_(conv)
+            ups += [conv, nn.PixelShuffle(2), nn.PReLU(features)]
         self.upsample = nn.Sequential(*ups)
         self.tail = nn.Conv2d(features, bands, 9, padding=4)
         if self.residual:
