@@ -106,7 +106,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
     meta = read_metadata(p)
     try:
         tensors = load_file(str(p))
-        gen = Generator(**{k: int(v) for k, v in meta["arch"].items()})
+        gen = Generator(**{k: v if isinstance(v, str) else int(v)
+                           for k, v in meta["arch"].items()})
         gen.load_state_dict({k: v.float() if v.is_floating_point() else v
                              for k, v in tensors.items()})
     except (SafetensorError, RuntimeError, OSError, ValueError, TypeError) as exc:

@@ -64,7 +64,7 @@ CHECKPOINT_FORMAT = "satsr-train-checkpoint"
 CHECKPOINT_VERSION = 1
 #: Options that define the networks: a resumed run must keep them.
 FIXED_ON_RESUME = ("variant", "scale", "n_blocks", "features", "phi_depth", "residual",
-                   "vgg_net")
+                   "upsample", "vgg_net")
 #: Files and folders a satsr run folder may hold (what --overwrite is allowed to delete).
 RUN_MARKERS = (CONFIG_NAME, CHECKPOINT_NAME, "log.csv", "model.safetensors")
 
@@ -89,6 +89,7 @@ class TrainConfig:
     n_blocks: int = 10
     features: int = 64
     residual: bool = False
+    upsample: str = "shuffle"
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -124,6 +125,8 @@ class TrainConfig:
             raise SatsrError(f"--phi-depth must be in 1..8 (trunk blocks), not {self.phi_depth}")
         if not self.lr > 0 or not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise SatsrError("--lr must be > 0 and --beta1/--beta2 in [0, 1)")
+        if self.upsample not in ("shuffle", "nearest"):
+            raise SatsrError(f"--upsample must be shuffle or nearest, not {self.upsample!r}")
         if self.vgg_net not in ("vgg19", "vgg16"):
             raise SatsrError(f"--vgg-net must be vgg19 or vgg16, not {self.vgg_net!r}")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -442,7 +445,8 @@ class Trainer:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
         torch.manual_seed(cfg.seed)
-        self.G = Generator(self.bands, cfg.scale, cfg.n_blocks, cfg.features, cfg.residual)
+        self.G = Generator(self.bands, cfg.scale, cfg.n_blocks, cfg.features, cfg.residual,
+                           cfg.upsample)
         self.phi: PhiNetworks | None = (PhiNetworks(self.variant, self.bands)
                                         if self.variant.has_trunk else None)
         if self.dist.enabled and self.cuda:

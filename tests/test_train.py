@@ -308,10 +308,13 @@ def test_residual_run_is_recorded_in_the_model_and_kept_on_resume(ds, tmp_path, 
     from satsr.modelfile import load_model
 
     run = tmp_path / "run"
-    main(["train", str(ds), "-o", str(run), *TINY, "--variant", "mse", "--residual"])
+    main(["train", str(ds), "-o", str(run), *TINY, "--variant", "mse", "--residual",
+          "--upsample", "nearest"])
     capsys.readouterr()
     gen, meta = load_model(run)
     assert gen.residual and meta["arch"]["residual"] == 1
+    assert meta["arch"]["upsample"] == "nearest" and gen.upsample_mode == "nearest"
+    assert not any(isinstance(m, torch.nn.PixelShuffle) for m in gen.modules())
     _fails(["train", str(ds), "-o", str(run), *TINY, "--resume", "-n", "2", "--no-residual"],
            capsys, "cannot change residual")
     main(["train", str(ds), "-o", str(run), *TINY, "--resume", "-n", "2"])
@@ -330,3 +333,5 @@ def test_vgg16_substitute_trains_srgan_and_is_labelled(ds, tmp_path):
     assert read_metadata(run / "model.safetensors")["vgg_net"] == "vgg16"
     with pytest.raises(SatsrError, match="vgg-net"):
         cfg(ds, run, vgg_net="vgg11").validate()
+    with pytest.raises(SatsrError, match="upsample"):
+        cfg(ds, run, upsample="bilinear").validate()

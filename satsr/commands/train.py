@@ -51,6 +51,10 @@ def command(
                                          help="Learn a correction added to bicubic "
                                               "upsampling (starts as bicubic; not in the "
                                               "paper) [default: off]."),
+    upsample: str | None = typer.Option(None, "--upsample", show_default=False,
+                                        help="Generator upsampling: shuffle (sub-pixel conv, "
+                                             "the paper) or nearest (resize-conv, no "
+                                             "checkerboard) [default: shuffle]."),
     seed: int | None = typer.Option(None, "--seed", show_default=False,
                                     help="Seed of weights and data order [default: 0]."),
     device: str | None = typer.Option(None, "--device", show_default=False,
@@ -102,7 +106,8 @@ def command(
         "variant": variant, "scale": scale, "iterations": iterations,
         "batch_size": batch_size, "hr_size": hr_size, "lr": lr, "beta1": beta1,
         "beta2": beta2, "lambda1": lambda1, "lambda2": lambda2, "phi_depth": phi_depth,
-        "n_blocks": n_blocks, "features": features, "residual": residual, "seed": seed,
+        "n_blocks": n_blocks, "features": features, "residual": residual,
+        "upsample": upsample, "seed": seed,
         "device": device, "amp": amp, "channels_last": channels_last, "workers": workers,
         "checkpoint_every": checkpoint_every, "val_every": val_every, "val_chips": val_chips,
         "log_every": log_every, "vgg_weights": str(vgg_weights) if vgg_weights else None,

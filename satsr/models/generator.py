@@ -9,6 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 SCALES = (2, 4, 8)
+#: "shuffle": conv + PixelShuffle (SRResNet, the paper); "nearest": nearest-neighbour x2 then
+#: conv (resize-convolution, Odena et al. 2016; as in ESRGAN), which cannot make the periodic
+#: checkerboard that sub-pixel convolutions drift into under adversarial training.
+UPSAMPLERS = ("shuffle", "nearest")
 
 
 def icnr_(conv: nn.Conv2d, r: int = 2) -> None:
@@ -55,18 +59,25 @@ class Generator(nn.Module):
     """
 
     def __init__(self, bands: int = 3, scale: int = 4, n_blocks: int = 10,
-                 features: int = 64, residual: bool = False) -> None:
+                 features: int = 64, residual: bool = False, upsample: str = "shuffle") -> None:
         super().__init__()
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, not {scale}")
+        if upsample not in UPSAMPLERS:
+            raise ValueError(f"upsample must be one of {UPSAMPLERS}, not {upsample!r}")
         self.bands, self.scale, self.n_blocks, self.features = bands, scale, n_blocks, features
         self.residual = bool(residual)
+        self.upsample_mode = upsample
         self.head = nn.Sequential(nn.Conv2d(bands, features, 9, padding=4), nn.PReLU(features))
         self.blocks = nn.Sequential(*[ResidualBlock(features) for _ in range(n_blocks)])
         self.trunk_tail = nn.Sequential(nn.Conv2d(features, features, 3, padding=1),
                                         nn.BatchNorm2d(features))
         ups: list[nn.Module] = []
         for _ in range(int(math.log2(scale))):
+            if upsample == "nearest":  # resize-convolution: no checkerboard by construction
+                ups += [nn.Upsample(scale_factor=2, mode="nearest"),
+                        nn.Conv2d(features, features, 3, padding=1), nn.PReLU(features)]
+                continue
             conv = nn.Conv2d(features, features * 4, 3, padding=1)
             icnr_(conv)
             ups += [conv, nn.PixelShuffle(2), nn.PReLU(features)]
@@ -76,10 +87,11 @@ class Generator(nn.Module):
             nn.init.zeros_(self.tail.weight)
             nn.init.zeros_(self.tail.bias)
 
-    def arch(self) -> dict[str, int]:
+    def arch(self) -> dict[str, int | str]:
         """Constructor arguments, stored in model files to rebuild the network."""
         return {"bands": self.bands, "scale": self.scale, "n_blocks": self.n_blocks,
-                "features": self.features, "residual": int(self.residual)}
+                "features": self.features, "residual": int(self.residual),
+                "upsample": self.upsample_mode}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.head(x)
