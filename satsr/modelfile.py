@@ -71,6 +71,9 @@ def save_model(path: str | Path, generator: Generator, meta: dict[str, Any],
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"satsr": json.dumps(full)})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a model file is not
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
