@@ -66,8 +66,14 @@ def receptive_radius(model: nn.Module) -> int:
         elif isinstance(m, nn.PixelShuffle):
             res *= m.upscale_factor
             shuffles = True
+        elif (isinstance(m, nn.Upsample) and m.mode == "nearest" and m.size is None
+              and float(m.scale_factor or 0).is_integer()):
+            res *= float(m.scale_factor)  # type: ignore[arg-type]
+            shuffles = True  # the same sub-pixel offsets as a pixel shuffle
         elif isinstance(m, nn.Upsample | nn.ConvTranspose2d):
             raise ValueError(f"receptive_radius does not handle {type(m).__name__}")
+    if getattr(model, "residual", False):
+        radius = max(radius, 2.0)  # the bicubic base reads 2 input pixels on each side
     return int(math.ceil(radius)) + (1 if shuffles else 0)
 
 

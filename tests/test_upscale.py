@@ -106,6 +106,20 @@ def test_receptive_radius_bounds_the_gradient_support(n_blocks):
     assert reach >= r - 2  # ...and the radius is not a gross overestimate
 
 
+def test_receptive_radius_of_the_residual_resize_conv_generator():
+    torch.manual_seed(0)
+    gen = Generator(3, 4, n_blocks=2, features=4, residual=True, upsample="nearest").eval()
+    torch.nn.init.normal_(gen.tail.weight, std=0.05)  # its zero start hides the conv path
+    r = receptive_radius(gen)
+    size = 2 * r + 9
+    x = torch.rand(1, 3, size, size, requires_grad=True)
+    c = size // 2
+    phases = torch.arange(4)
+    gen(x)[0, :, 4 * c + phases, 4 * c + phases].sum().backward()
+    reach = np.abs(np.argwhere(x.grad[0].abs().sum(0).numpy() > 0) - c).max()
+    assert r - 2 <= reach <= r
+
+
 @pytest.mark.parametrize("length,tile,overlap", [(100, 40, 8), (1000, 256, 32), (257, 256, 32),
                                                  (50, 64, 16), (333, 64, 0), (90, 48, 27)])
 def test_tiles_cover_the_axis_and_weights_sum_to_one(length, tile, overlap):
