@@ -413,7 +413,7 @@ def write_figure(result: EvalResult, path: str | Path) -> None:
     if not crops:
         raise SatsrError("no image to draw the figure from")
     n = len(crops)
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.9), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 3.2), squeeze=False)
     s = result.summary()
     # vgg-l first: alex-l alone rewards blockiness (nearest often beats bicubic on it)
     lp = sorted([k for k in result.available if k.endswith("-l")],

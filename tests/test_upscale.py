@@ -173,7 +173,7 @@ def test_no_seam_shows_with_a_small_overlap(shared):
         aw, bw = _border_gradient(whole, grid)
         return a / b, aw / bw
 
-    tiled, content = steepness(8)
+    tiled, content = steepness(12)  # well under 2r + 1, yet blended: no visible seam
     # borders are no steeper than elsewhere, beyond what the image content itself shows there
     assert tiled <= max(1.0, content) * 1.01
     # the measure can fail: tiles cut without overlap (no blending) show their seams
