@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from satsr import __version__
 from satsr.errors import SatsrError
 from satsr.models.generator import Generator
+from satsr.raster import publish_mode
 from satsr.scaling import BandScaling
 
 MODEL_NAME = "model.safetensors"
@@ -71,9 +72,7 @@ def save_model(path: str | Path, generator: Generator, meta: dict[str, Any],
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"satsr": json.dumps(full)})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a model file is not
+        publish_mode(tmp)  # mkstemp makes it private; a model file is not
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

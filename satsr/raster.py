@@ -94,6 +94,13 @@ def ground_resolution(ds: rasterio.io.DatasetReader) -> tuple[float, float]:
     return (float(np.hypot(t.a, t.d)), float(np.hypot(t.b, t.e)))
 
 
+def publish_mode(path: str | Path) -> None:
+    """Give a file made by mkstemp (mode 0600) the mode a plain new file gets (0666 - umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only on success."""
@@ -103,6 +110,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        publish_mode(tmp_path)
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,9 @@ def test_upscale_without_model_uses_the_bundled_default(shared, tmp_path, capsys
         assert (out.width, out.height) == (160, 144) and out.crs == inp.crs
         assert out.bounds == pytest.approx(inp.bounds)
         assert DEFAULT_MODEL in json.dumps(out.tags())
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out.tif").stat().st_mode & 0o777 == 0o666 & ~umask  # not private
     code, _, err = run_cli(["upscale", str(src), "-o", str(tmp_path / "x.tif"), "-m", "nope"],
                         capsys)
     assert code != 0 and len(err.strip().splitlines()) == 1 and "satsr models" in err
