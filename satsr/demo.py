@@ -39,7 +39,7 @@ def run_demo(out: str | Path, *, model: str | Path | None = None, sample: str | 
     from satsr import evaluate as ev
     from satsr.bundled import SAMPLE, default_model_path
     from satsr.metrics import METRICS
-    from satsr.modelfile import model_scaling, read_metadata, resolve_model_path
+    from satsr.modelfile import model_scaling, resolve_model_path
     from satsr.upscale import load_engine, resolve_device, upscale_raster
 
     out = Path(out)
@@ -64,7 +64,7 @@ def run_demo(out: str | Path, *, model: str | Path | None = None, sample: str | 
                         progress=progress)
 
     # 2. the eval table and the side-by-side figure
-    meta = read_metadata(model_path)
+    meta = engine.meta
     scale = int(meta["arch"]["scale"])
     samples, total, scaling, info = ev.raster_samples([sample], 256, scale,
                                                       model_scaling(meta))

@@ -20,8 +20,6 @@ executes code. The metadata lives under the header key "satsr" as JSON:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,6 @@ from safetensors.torch import load_file, save_file
 from satsr import __version__
 from satsr.errors import SatsrError
 from satsr.models.generator import Generator
-from satsr.raster import publish_mode
 from satsr.scaling import BandScaling
 
 MODEL_NAME = "model.safetensors"
@@ -68,15 +65,10 @@ def save_model(path: str | Path, generator: Generator, meta: dict[str, Any],
     dtype = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
                for k, v in generator.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    from satsr.raster import atomic_path
+
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata={"satsr": json.dumps(full)})
-        publish_mode(tmp)  # mkstemp makes it private; a model file is not
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -57,6 +57,8 @@ from satsr.losses import (
 )
 from satsr.models import Generator
 from satsr.models.discriminator import TRUNK_STRIDE
+from satsr.models.generator import UPSAMPLERS
+from satsr.models.vgg import VGG_NETS
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.yaml"
@@ -125,10 +127,11 @@ class TrainConfig:
             raise SatsrError(f"--phi-depth must be in 1..8 (trunk blocks), not {self.phi_depth}")
         if not self.lr > 0 or not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise SatsrError("--lr must be > 0 and --beta1/--beta2 in [0, 1)")
-        if self.upsample not in ("shuffle", "nearest"):
-            raise SatsrError(f"--upsample must be shuffle or nearest, not {self.upsample!r}")
-        if self.vgg_net not in ("vgg19", "vgg16"):
-            raise SatsrError(f"--vgg-net must be vgg19 or vgg16, not {self.vgg_net!r}")
+        if self.upsample not in UPSAMPLERS:
+            raise SatsrError(f"--upsample must be {' or '.join(UPSAMPLERS)}, not "
+                             f"{self.upsample!r}")
+        if self.vgg_net not in VGG_NETS:
+            raise SatsrError(f"--vgg-net must be {' or '.join(VGG_NETS)}, not {self.vgg_net!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise SatsrError(f"--device must be auto, cpu or cuda, not {self.device!r}")
         if not self.data:

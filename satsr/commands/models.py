@@ -43,5 +43,6 @@ def command(
     out = Console()
     out.print(table)
     for m in models:
-        if m.summary():
-            out.print(f"[bold]{m.name}[/bold]: {m.summary()}", highlight=False)
+        summary = m.summary()
+        if summary:
+            out.print(f"[bold]{m.name}[/bold]: {summary}", highlight=False)
