@@ -39,6 +39,7 @@ from satsr.errors import SatsrError
 from satsr.index import INDEX_NAME, SPLITS
 from satsr.raster import (
     atomic_dir,
+    atomic_path,
     gdal_env,
     ground_resolution,
     open_raster,
@@ -60,6 +61,7 @@ from satsr.sampling import (
     sample_block,
 )
 from satsr.scaling import BandScaling
+from satsr.splitfile import SourceSplit, SplitFile
 
 #: Version of the index layout written here (see satsr.index).
 INDEX_FORMAT = 1
@@ -341,8 +343,15 @@ def make_dataset(
     creation_options: dict[str, str] | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    split_file: str | Path | SplitFile | None = None,
+    write_split: str | Path | None = None,
 ) -> Summary:
-    """Cut `count` random `size`-px chips from `sources` into `out` (chips + index.geojson)."""
+    """Cut `count` random `size`-px chips from `sources` into `out` (chips + index.geojson).
+
+    With `split_file` (see satsr.splitfile) the blocks and their splits come from that file
+    instead of being drawn from `seed`; `split` then only shares `count` between the splits.
+    `write_split` saves the blocks and splits this run used as such a file.
+    """
     t0 = time.perf_counter()
     if not sources:
         raise SatsrError("give at least one source raster")
@@ -358,6 +367,11 @@ def make_dataset(
         raise SatsrError(f"--max-nodata is a fraction from 0 to 1, not {max_nodata}")
     if block is not None and block < size:
         raise SatsrError(f"--block ({block}) must be at least --size ({size})")
+    plan = (split_file if isinstance(split_file, SplitFile) or split_file is None
+            else SplitFile.read(split_file))
+    if plan is not None and block is not None:
+        raise SatsrError("a split file fixes the blocks: give either a block side or a split "
+                         "file, not both")
     fractions = parse_split(split)
     out = Path(out)
     _check_out(out, overwrite)
@@ -380,7 +394,8 @@ def make_dataset(
         dtype = first.dtype
 
         # blocks and their usable positions ---------------------------------------------
-        side = block or choose_block([(s.ds.width, s.ds.height) for s in srcs], size)
+        side = (plan.block if plan is not None else
+                block or choose_block([(s.ds.width, s.ds.height) for s in srcs], size))
         blocks: list[Block] = []
         hits = 0
         for i, s in enumerate(srcs):
@@ -394,7 +409,8 @@ def make_dataset(
                     warnings.warn(f"the AOI misses {s.path}", SatsrWarning, stacklevel=2)
                     continue
                 hits += 1
-            grid = block_grid(i, s.ds.width, s.ds.height, side)
+            grid = (plan.blocks_for(i, plan.source_for(s.path, s.ds)) if plan is not None
+                    else block_grid(i, s.ds.width, s.ds.height, side))
             if aoi_px is None and _all_valid(s, nodata):
                 for b in grid:
                     b.set_usable(b.positions(size), size)
@@ -417,7 +433,18 @@ def make_dataset(
         if not usable:
             raise SatsrError(f"no {size}x{size} chip can be cut: every position breaks "
                              f"--max-nodata {max_nodata:g}" + (" or the AOI" if aoi else ""))
-        assign_splits(usable, fractions, np.random.default_rng([seed, 1]))
+        if plan is None:
+            assign_splits(usable, fractions, np.random.default_rng([seed, 1]))
+        if write_split is not None:
+            used = plan or SplitFile(side, fractions, seed, [
+                SourceSplit(Path(s.path).name, s.ds.width, s.ds.height,
+                            s.ds.crs.to_string() if s.georef else None,
+                            tuple(s.ds.transform)[:6],
+                            [(b.col, b.row, b.width, b.height, b.split or "train")
+                             for b in blocks if b.source == i])
+                for i, s in enumerate(srcs)])
+            with atomic_path(Path(write_split)) as tmp_split:
+                used.write(tmp_split)
 
         # how many chips where ------------------------------------------------------------
         per_split = allocate(count, fractions)
@@ -477,6 +504,9 @@ def make_dataset(
                                         "split": list(fractions), "aoi": str(aoi) if aoi else None,
                                         "max_nodata": max_nodata, "nodata": nodata,
                                         "bands": band_list, "block": side,
+                                        "split_file": None if plan is None else {
+                                            "path": str(plan.path) if plan.path else None,
+                                            "sha256": plan.digest()},
                                         "creation_options": {k: str(v) for k, v in co.items()},
                                     })
             _write_index(tmp / INDEX_NAME, meta, features)

@@ -38,6 +38,13 @@ def command(
                                         help="GeoTIFF creation option for chips (repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace a non-empty output folder."),
+    split_file: Path | None = typer.Option(
+        None, "--split-file", show_default=False,
+        help="Reuse the blocks and splits of a split file (e.g. examples/splits/shared.json); "
+             "--split then only shares --count between the splits."),
+    write_split: Path | None = typer.Option(
+        None, "--write-split", show_default=False,
+        help="Also save the blocks and splits used as a split file, for later datasets."),
 ) -> None:
     """Cut random chips from big rasters into train/val/test splits that never overlap."""
     import sys
@@ -54,7 +61,7 @@ def command(
             sources, out, size=size, count=count, seed=seed, split=split, aoi=aoi,
             max_nodata=max_nodata, nodata=nodata, bands=parse_bands(bands), block=block,
             creation_options=parse_creation_options(co), overwrite=overwrite,
-            progress=err.is_terminal,
+            progress=err.is_terminal, split_file=split_file, write_split=write_split,
         )
     table = Table(title=f"{sum(summary.counts.values())} chips of {summary.size} px "
                         f"({len(summary.bands)} x {summary.dtype}) in {summary.out}")
