@@ -64,9 +64,13 @@ CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.yaml"
 CHECKPOINT_FORMAT = "satsr-train-checkpoint"
 CHECKPOINT_VERSION = 1
-#: Options that define the networks: a resumed run must keep them.
-FIXED_ON_RESUME = ("variant", "scale", "n_blocks", "features", "phi_depth", "residual",
-                   "upsample", "vgg_net")
+#: Options a resumed run may change: the length of the run, where and how fast it executes,
+#: how often it logs / validates / checkpoints, and where its inputs live (`data` must still
+#: hold the same train split; `vgg_weights` names a file). Every other option changes what is
+#: trained or measured (networks, losses, optimiser, batch, crops, seed, val set) and is
+#: refused on --resume; a new TrainConfig field is thus fixed unless it is added here.
+CHANGEABLE_ON_RESUME = ("data", "out", "iterations", "device", "amp", "channels_last",
+                        "workers", "checkpoint_every", "val_every", "log_every", "vgg_weights")
 #: Files and folders a satsr run folder may hold (what --overwrite is allowed to delete).
 RUN_MARKERS = (CONFIG_NAME, CHECKPOINT_NAME, "log.csv", "model.safetensors")
 
@@ -125,8 +129,16 @@ class TrainConfig:
                              f"discriminator's stride) and of the scale, not {self.hr_size}")
         if not 1 <= self.phi_depth <= 8:
             raise SatsrError(f"--phi-depth must be in 1..8 (trunk blocks), not {self.phi_depth}")
+        for name in ("lr", "beta1", "beta2", "lambda1", "lambda2"):
+            if not math.isfinite(getattr(self, name)):
+                raise SatsrError(f"--{name} must be a finite number, not {getattr(self, name)}")
         if not self.lr > 0 or not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise SatsrError("--lr must be > 0 and --beta1/--beta2 in [0, 1)")
+        if self.lambda1 < 0 or self.lambda2 < 0:
+            raise SatsrError(f"--lambda1 and --lambda2 must be >= 0, not {self.lambda1} and "
+                             f"{self.lambda2}")
+        if self.workers < -1:
+            raise SatsrError(f"--workers must be >= 0, or -1 for auto, not {self.workers}")
         if self.upsample not in UPSAMPLERS:
             raise SatsrError(f"--upsample must be {' or '.join(UPSAMPLERS)}, not "
                              f"{self.upsample!r}")
@@ -144,30 +156,51 @@ _FIELDS = {f.name: f for f in fields(TrainConfig)}
 
 
 def _coerce(name: str, value: Any) -> Any:
-    """A config value converted to the field's type, or one clear error."""
+    """A config value converted to the field's type, or one clear error naming the option.
+
+    Strict on purpose: a boolean is not a number (`iterations = true` would otherwise mean
+    1), a fractional number is not an integer, and only strings / numbers make a string.
+    Strings are parsed (YAML reads `2e-4` as a string), since every layer goes through here.
+    """
     default = getattr(TrainConfig(), name)
     if value is None:
         if name == "vgg_weights":
             return None
         raise SatsrError(f"config option {name!r} cannot be empty")
-    try:
-        if isinstance(default, bool):
-            if isinstance(value, str):
-                if value.lower() in ("true", "yes", "1", "on"):
-                    return True
-                if value.lower() in ("false", "no", "0", "off"):
-                    return False
-                raise ValueError(value)
+    if isinstance(default, bool):
+        kind = "true or false"
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
             return bool(value)
-        if isinstance(default, int):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
+        if isinstance(value, str):
+            if value.strip().lower() in ("true", "yes", "1", "on"):
+                return True
+            if value.strip().lower() in ("false", "no", "0", "off"):
+                return False
+    elif isinstance(default, int):
+        kind = "a whole number"
+        if isinstance(value, int) and not isinstance(value, bool):
             return int(value)
-        if isinstance(default, float):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return int(value.strip())
+    elif isinstance(default, float):
+        kind = "a number"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise SatsrError(f"config option {name!r} has a bad value {value!r}") from None
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return float(value.strip())
+    else:  # str fields (and vgg_weights)
+        kind = "a string"
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise SatsrError(f"config option {name!r} must be {kind}, not {value!r}")
 
 
 def make_config(*layers: dict[str, Any]) -> TrainConfig:
@@ -396,13 +429,7 @@ class Trainer:
         ckpt = self._check_run_dir()
         self._barrier()  # every rank has looked at RUN before rank 0 writes into it
         if ckpt is not None:
-            saved = ckpt["config"]
-            for key in FIXED_ON_RESUME:
-                before = saved.get(key, _FIELDS[key].default)  # older runs lack newer keys
-                if before != getattr(cfg, key):
-                    raise SatsrError(f"cannot change {key} of a resumed run ({self.run_dir} "
-                                     f"was trained with {before!r}, not "
-                                     f"{getattr(cfg, key)!r})")
+            self._check_resumed_config(ckpt)
 
         # ---- data
         self.index = DatasetIndex.read(cfg.data)
@@ -432,6 +459,11 @@ class Trainer:
                 raise SatsrError(
                     f"dataset {self.index.root} has {self.bands} {self.index.dtype} bands but "
                     f"the resumed run was trained on {ckpt['bands']} {ckpt.get('dtype')} bands")
+            split = ckpt.get("train_split")  # absent from older checkpoints
+            if split is not None and split != self._train_split():
+                raise SatsrError(
+                    f"dataset {self.index.root} does not hold the train split the resumed run "
+                    f"was trained on ({split['chips']} chips then, {n} now, or other chips)")
             from satsr.scaling import BandScaling
 
             self.scaling = BandScaling.from_dict(ckpt["scaling"])  # the model's own numbers
@@ -467,6 +499,8 @@ class Trainer:
         self.opt_phi = (torch.optim.Adam(self.phi.parameters(), lr=cfg.lr, betas=betas)
                         if self.phi is not None and self.variant.trains_phi else None)
         self.iteration = 0
+        self._elapsed_before = 0.0  # training seconds of earlier sessions (from the checkpoint)
+        self._t0: float | None = None
         if ckpt is not None:
             self._load_state(ckpt)
         for opt in (self.opt_g, self.opt_phi):
@@ -519,6 +553,34 @@ class Trainer:
             raise SatsrError(f"run folder's parent does not exist: {run.resolve().parent}")
         return None
 
+    def _check_resumed_config(self, ckpt: dict[str, Any]) -> None:
+        """Refuse, in one line, a --resume that changes what the run trains or measures.
+
+        Every option outside CHANGEABLE_ON_RESUME must equal the checkpoint's (a key an older
+        checkpoint lacks counts as its default), and so must the number of processes: the
+        global batch is --batch-size x processes.
+        """
+        saved = ckpt["config"]
+        changed = []
+        for f in fields(TrainConfig):
+            if f.name in CHANGEABLE_ON_RESUME:
+                continue
+            before = saved.get(f.name, f.default)
+            now = getattr(self.cfg, f.name)
+            if before != now:
+                changed.append((f.name, before, now))
+        if changed:
+            names = ", ".join(n for n, _, _ in changed)
+            was = ", ".join(f"{n}={b!r}" for n, b, _ in changed)
+            given = ", ".join(f"{n}={a!r}" for n, _, a in changed)
+            raise SatsrError(f"cannot change {names} of a resumed run ({self.run_dir} was "
+                             f"trained with {was}; given {given}); only "
+                             f"{', '.join(CHANGEABLE_ON_RESUME[2:])} may change")
+        world = int(ckpt.get("sampler", {}).get("world", self.dist.world))
+        if world != self.dist.world:
+            raise SatsrError(f"cannot resume {self.run_dir} on {self.dist.world} process(es): "
+                             f"it was trained on {world} (the global batch would change)")
+
     def _prepare_run_dir(self, ckpt: dict[str, Any] | None) -> None:
         """Rank 0 creates (or cleans, or trims for resume) the run folder."""
         if self.dist.is_writer:
@@ -569,7 +631,25 @@ class Trainer:
             "rng": rng_state(),
             "sampler": {"seed": self.cfg.seed, "next_iteration": self.iteration,
                         "world": self.dist.world, "batch_size": self.cfg.batch_size},
+            "train_split": self._train_split(),
+            "elapsed_s": self.elapsed(),
         }
+
+    def _train_split(self) -> dict[str, Any]:
+        """Identity of the train split: chip count and a digest of the chips' relative paths.
+
+        Lets --resume accept a moved dataset (`data` may change) but not a different one.
+        """
+        import hashlib
+
+        names = "\n".join(os.path.relpath(c, self.index.root) for c in self.train_chips)
+        return {"chips": len(self.train_chips),
+                "digest": hashlib.sha256(names.encode()).hexdigest()}
+
+    def elapsed(self) -> float:
+        """Seconds of training of this run, earlier (resumed) sessions included."""
+        now = time.perf_counter() - self._t0 if self._t0 is not None else 0.0
+        return self._elapsed_before + now
 
     def _load_state(self, state: dict[str, Any]) -> None:
         """Restore networks, optimizers, iteration and RNG states from a checkpoint."""
@@ -585,6 +665,7 @@ class Trainer:
                 self.opt_phi.load_state_dict(state["opt_phi"])
             set_rng_state(state["rng"])
             self.iteration = int(state["iteration"])
+            self._elapsed_before = float(state.get("elapsed_s", 0.0))
         except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SatsrError(f"{where} does not fit this run's networks ({first[:200]})"
@@ -716,7 +797,7 @@ class Trainer:
         rows = vals.cpu().tolist()
         self._last_losses = dict(zip(self.loss_names, rows[-1], strict=True))
         if self.dist.is_writer:
-            elapsed = f"{time.perf_counter() - self._t0:.3f}"
+            elapsed = f"{self.elapsed():.3f}"
             with (self.run_dir / "log.csv").open("a", newline="") as f:
                 csv.writer(f).writerows([[i, elapsed, *(f"{v:.6g}" for v in r)]
                                          for i, r in zip(its, rows, strict=True)])

