@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import rasterio
 import torch
 from rasterio.windows import Window
 
@@ -31,25 +30,22 @@ _AUG_STREAM = 0xA06
 
 def chip_size(path: Path) -> tuple[int, int]:
     """(height, width) of a chip file, or one clear error."""
-    try:
-        with rasterio.open(path) as ds:
-            return ds.height, ds.width
-    except rasterio.errors.RasterioIOError as exc:
-        raise SatsrError(f"cannot read chip {path}: {exc}") from exc
+    from satsr.raster import open_raster
+
+    with open_raster(path) as ds:
+        return ds.height, ds.width
 
 
 def read_crop(path: Path, row: int, col: int, size: int, bands: int) -> np.ndarray:
-    """A (bands, size, size) window of a chip in the chip's dtype."""
-    from satsr.raster import gdal_env
+    """A (bands, size, size) window of a chip in the chip's dtype (one-line errors for a
+    missing, unreadable or damaged chip: satsr.raster.read_window)."""
+    from satsr.raster import gdal_env, open_raster, read_window
 
-    try:
-        with gdal_env(), rasterio.open(path) as ds:
-            if ds.count != bands:
-                raise SatsrError(f"chip {path} has {ds.count} bands, the dataset index says "
-                                 f"{bands}")
-            return ds.read(window=Window(col, row, size, size), boundless=False)
-    except rasterio.errors.RasterioIOError as exc:
-        raise SatsrError(f"cannot read chip {path}: {exc}") from exc
+    with gdal_env(), open_raster(path) as ds:
+        if ds.count != bands:
+            raise SatsrError(f"chip {path} has {ds.count} bands, the dataset index says "
+                             f"{bands}")
+        return read_window(ds, None, Window(col, row, size, size), path, boundless=False)
 
 
 def augment(x: np.ndarray, k: int, flip: bool) -> np.ndarray:

@@ -1,4 +1,8 @@
-"""Errors a user can cause. The CLI prints their message as one line and exits non-zero."""
+"""Errors a user can cause, and the one-line text the CLI prints for them."""
+
+from __future__ import annotations
+
+import codecs
 
 
 class SatsrError(Exception):
@@ -12,3 +16,49 @@ class SatsrError(Exception):
 
 class MissingWeightsError(SatsrError):
     """Pretrained backbone weights (VGG19, AlexNet, ...) are not on this machine."""
+
+
+class SatsrWarning(UserWarning):
+    """Something the user should know that does not stop the run (e.g. a source without CRS)."""
+
+
+#: Name of the codec error handler that writes what `printable` writes (see `escape_error`).
+PRINTABLE_ERRORS = "satsr.printable"
+
+
+def _escape(ch: str) -> str:
+    """One character as an escape: a byte of a non-UTF-8 file name (held by os.fsdecode as
+    a lone surrogate U+DC80..U+DCFF) as \\xNN of that byte, anything else as Python writes it."""
+    o = ord(ch)
+    if 0xDC80 <= o <= 0xDCFF:
+        return f"\\x{o - 0xDC00:02x}"
+    if o < 0x100:
+        return f"\\x{o:02x}"
+    return f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
+
+
+def escape_error(exc: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: escape what the stream's encoding cannot write (see `_escape`)."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    return "".join(_escape(c) for c in exc.object[exc.start:exc.end]), exc.end
+
+
+codecs.register_error(PRINTABLE_ERRORS, escape_error)
+
+
+def printable(text: object) -> str:
+    """`text` as one line any UTF-8 stream can write.
+
+    A path whose name holds bytes that are not UTF-8 (b"in\\xff.tif") reaches Python as a
+    str with lone surrogates, which `print` refuses ("surrogates not allowed"); such bytes
+    come out as \\xNN, as `ls -b` shows them. Lines are joined by single spaces.
+    """
+    s = str(text)
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        s = s.encode("utf-8", PRINTABLE_ERRORS).decode("utf-8")
+    if "\n" not in s and "\r" not in s:
+        return s
+    return " ".join(part.strip() for part in s.splitlines() if part.strip())

@@ -35,7 +35,7 @@ from rasterio.windows import Window
 from shapely.geometry import Polygon, box
 from shapely.geometry.polygon import orient
 
-from satsr.errors import SatsrError
+from satsr.errors import SatsrError, SatsrWarning
 from satsr.index import INDEX_NAME, SPLITS
 from satsr.raster import (
     atomic_dir,
@@ -43,6 +43,7 @@ from satsr.raster import (
     gdal_env,
     ground_resolution,
     open_raster,
+    read_window,
     select_bands,
     valid_mask,
 )
@@ -72,10 +73,6 @@ FLOAT_BINS = 1 << 16
 CUT_CACHEMAX = 16 * 1024 * 1024
 #: Training chips read by the pilot pass that fixes the float histogram range.
 PILOT_CHIPS = 32
-
-
-class SatsrWarning(UserWarning):
-    """Something the user should know that does not stop the run (e.g. a source without CRS)."""
 
 
 @dataclass
@@ -533,7 +530,7 @@ def _pilot_range(srcs: Sequence[_Source], chips: Sequence[_Chip], size: int,
     for c in chips[::step][:PILOT_CHIPS]:
         s = srcs[c.source]
         win = Window(c.col, c.row, size, size)
-        data = s.ds.read(s.bands, window=win)
+        data = read_window(s.ds, s.bands, win, s.path)
         ok = valid_mask(s.ds, win, data, nodata)
         v = data[:, ok].astype(np.float64)
         v = v[np.isfinite(v)]
@@ -546,7 +543,7 @@ def _write_chip(src: _Source, c: _Chip, size: int, root: Path, co: dict[str, Any
                 nodata: float | None, hist: BandHistograms | None) -> None:
     """Read one chip window and write it as a GeoTIFF carrying the window's georeferencing."""
     win = Window(c.col, c.row, size, size)
-    data = src.ds.read(src.bands, window=win)
+    data = read_window(src.ds, src.bands, win, src.path)
     valid = valid_mask(src.ds, win, data, nodata) if c.invalid else None
     profile: dict[str, Any] = {"driver": "GTiff", "width": size, "height": size,
                                "count": len(src.bands), "dtype": src.dtype,

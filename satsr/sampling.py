@@ -43,7 +43,7 @@ from shapely.validation import explain_validity
 
 from satsr.errors import SatsrError
 from satsr.index import SPLITS
-from satsr.raster import valid_mask
+from satsr.raster import read_window, valid_mask
 
 #: Largest nominal block side (pixels) chosen automatically; keeps a block's scan small.
 MAX_AUTO_BLOCK = 1024
@@ -318,7 +318,7 @@ class Scanner:
     def usable(self, block: Block) -> tuple[np.ndarray, np.ndarray]:
         """(ok, invalid): per position whether a chip may start there, and its masked count."""
         win = block.window
-        data = self.ds.read(self.bands, window=win) if self.read_data else None
+        data = read_window(self.ds, self.bands, win) if self.read_data else None
         bad = ~valid_mask(self.ds, win, data, self.nodata)
         del data
         invalid = _window_sums(bad, self.size)
