@@ -329,7 +329,7 @@ def raster_scaling(ds: Any, bands: Sequence[int], dtype: str,
     """
     from rasterio.windows import Window
 
-    from satsr.raster import valid_mask
+    from satsr.raster import read_window, valid_mask
 
     if np.dtype(dtype) == np.uint8:
         return BandScaling.for_uint8(len(bands))
@@ -338,7 +338,7 @@ def raster_scaling(ds: Any, bands: Sequence[int], dtype: str,
     rows = max(1, (1 << 22) // max(ds.width, 1))
     for r in range(0, ds.height, rows):
         win = Window(0, r, ds.width, min(rows, ds.height - r))
-        data = ds.read(list(bands), window=win)
+        data = read_window(ds, bands, win)
         ok = valid_mask(ds, win, data, nodata)
         if ok.any():
             v = data[:, ok].astype(np.float64)
@@ -580,7 +580,7 @@ def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: 
     """Read, fill, run and write the whole raster, window by window."""
     from rasterio.windows import Window
 
-    from satsr.raster import valid_mask
+    from satsr.raster import read_window, valid_mask
 
     s = engine.scale
     c = len(plan.bands)
@@ -588,7 +588,7 @@ def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: 
 
     def read(r: int, col: int, h: int, w: int) -> np.ndarray:
         win = Window(col, r, w, h)
-        data = ds.read(plan.bands, window=win)
+        data = read_window(ds, plan.bands, win)
         ok = valid_mask(ds, win, data, plan.nodata_in)
         return fill_invalid(plan.scaling.to_unit(data), ok)
 
@@ -596,7 +596,7 @@ def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: 
         h, w = block.shape[1] // s, block.shape[2] // s
         lwin = Window(col // s, r // s, w, h)
         owin = Window(col, r, block.shape[2], block.shape[1])
-        ok = valid_mask(ds, lwin, ds.read(plan.bands, window=lwin), plan.nodata_in)
+        ok = valid_mask(ds, lwin, read_window(ds, plan.bands, lwin), plan.nodata_in)
         ok = np.repeat(np.repeat(ok, s, axis=0), s, axis=1)
         vals = plan.scaling.from_unit(block)
         if plan.nudge is not None:  # a valid pixel must not read as nodata
@@ -605,7 +605,7 @@ def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: 
         vals[:, ~ok] = plan.fill
         out.write(vals, indexes=out_idx, window=owin)
         if plan.alpha:
-            a = ds.read(plan.alpha, window=lwin)
+            a = read_window(ds, plan.alpha, lwin)
             out.write(np.repeat(np.repeat(a, s, axis=1), s, axis=2),
                       indexes=list(range(c + 1, c + 1 + len(plan.alpha))), window=owin)
         if plan.write_mask:
