@@ -444,7 +444,7 @@ def dataset_samples(folder: str | Path) -> tuple[list[Sample] | Iterator[Sample]
                                                  BandScaling, dict[str, Any]]:
     """The test chips of a make-dataset folder, scaled with the dataset's scaling."""
     from satsr.index import DatasetIndex
-    from satsr.raster import gdal_env, open_raster
+    from satsr.raster import gdal_env, open_raster, read_window
 
     index = DatasetIndex.read(folder)
     chips = index.split("test")
@@ -456,7 +456,7 @@ def dataset_samples(folder: str | Path) -> tuple[list[Sample] | Iterator[Sample]
         with gdal_env():
             for c in chips:
                 with open_raster(c.path) as ds:
-                    data = ds.read()
+                    data = read_window(ds, None, None, c.path)
                 if data.shape[0] != scaling.bands:
                     raise SatsrError(f"chip {c.path} has {data.shape[0]} bands, the dataset "
                                      f"{scaling.bands}")
@@ -475,7 +475,13 @@ def _even_windows(n: int, size: int, scale: int) -> list[tuple[int, int]]:
 
 def raster_scaling(paths: Sequence[Path], bands: int) -> BandScaling:
     """uint8 -> the fixed map; other dtypes -> [p0.1, p99.9] of the valid pixels (decimated)."""
-    from satsr.raster import gdal_env, open_raster, select_bands
+    from satsr.raster import (
+        gdal_env,
+        open_raster,
+        read_dataset_mask,
+        read_window,
+        select_bands,
+    )
 
     dtypes, px = set(), []
     with gdal_env():
@@ -485,8 +491,8 @@ def raster_scaling(paths: Sequence[Path], bands: int) -> BandScaling:
                 dtypes.add(ds.dtypes[idx[0] - 1])
                 f = max(1, int(math.ceil(max(ds.width, ds.height) / 1024)))
                 shape = (len(idx), max(1, ds.height // f), max(1, ds.width // f))
-                data = ds.read(idx, out_shape=shape)
-                mask = ds.dataset_mask(out_shape=shape[1:]) > 0
+                data = read_window(ds, idx, None, p, out_shape=shape)
+                mask = read_dataset_mask(ds, None, p, out_shape=shape[1:]) > 0
                 px.append(data[:, mask].astype(np.float64))
     if len(dtypes) != 1:
         raise SatsrError(f"the rasters have different dtypes ({', '.join(sorted(dtypes))})")
@@ -507,7 +513,7 @@ def raster_samples(paths: Sequence[str | Path], chip: int, scale: int,
     """Rasters/images as HR, cut into near-equal chips of at most `chip` px (wholly valid only)."""
     from rasterio.windows import Window
 
-    from satsr.raster import gdal_env, open_raster, select_bands, valid_mask
+    from satsr.raster import gdal_env, open_raster, read_window, select_bands, valid_mask
 
     ps = [Path(p) for p in paths]
     plan: list[tuple[Path, list[int], Window]] = []
@@ -533,7 +539,7 @@ def raster_samples(paths: Sequence[str | Path], chip: int, scale: int,
         with gdal_env():
             for p, idx, win in plan:
                 with open_raster(p) as ds:
-                    data = ds.read(idx, window=win)
+                    data = read_window(ds, idx, win, p)
                     if not valid_mask(ds, win, data).all():
                         continue  # nodata inside: metrics would compare fill values
                 yield Sample(f"{p.name}@{win.col_off},{win.row_off}", scaling.to_unit(data))
@@ -546,7 +552,7 @@ def pair_samples(pred: str | Path, ref: str | Path, chip: int = 512, name: str |
     """Two aligned rasters (SR and HR) read window by window; windows with nodata are skipped."""
     from rasterio.windows import Window
 
-    from satsr.raster import gdal_env, open_raster, select_bands, valid_mask
+    from satsr.raster import gdal_env, open_raster, read_window, select_bands, valid_mask
 
     with gdal_env(), open_raster(pred) as dp, open_raster(ref) as dr:
         ip, ir = select_bands(dp, None), select_bands(dr, None)
@@ -565,7 +571,7 @@ def pair_samples(pred: str | Path, ref: str | Path, chip: int = 512, name: str |
     def gen() -> Iterator[Sample]:
         with gdal_env(), open_raster(pred) as dp, open_raster(ref) as dr:
             for win in wins:
-                a, b = dp.read(ip, window=win), dr.read(ir, window=win)
+                a, b = read_window(dp, ip, win, pred), read_window(dr, ir, win, ref)
                 if not (valid_mask(dp, win, a).all() and valid_mask(dr, win, b).all()):
                     continue
                 yield Sample(f"{win.col_off},{win.row_off}", scaling.to_unit(b),
