@@ -143,11 +143,15 @@ def train_loader(dataset: TrainCrops, start: int, stop: int, batch: int, rank: i
 
 def load_val(chips: Sequence[Path], scaling: BandScaling, hr_size: int, limit: int,
              chip_hw: tuple[int, int]) -> torch.Tensor:
-    """Centre crops of the first `limit` val chips, scaled to [-1, 1]: (N, C, S, S)."""
+    """Centre crops of `limit` val chips spread evenly over the split (index order groups
+    chips by source, so the first `limit` would often be one source's), in [-1, 1]."""
     h, w = chip_hw
     row, col = (h - hr_size) // 2, (w - hr_size) // 2
+    chips = list(chips)
+    if len(chips) > limit:
+        chips = [chips[int(i)] for i in np.linspace(0, len(chips) - 1, limit).round()]
     out = [scaling.to_unit(read_crop(Path(c), row, col, hr_size, scaling.bands))
-           for c in list(chips)[:limit]]
+           for c in chips]
     if not out:
         return torch.empty(0, scaling.bands, hr_size, hr_size)
     return torch.from_numpy(np.stack(out))
