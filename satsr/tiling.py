@@ -8,7 +8,9 @@ from 0 to L - size, so the first tile starts on the raster's first pixel, the la
 its last pixel, every pair of neighbours shares at least `overlap` pixels, and all tiles of a
 raster have the same shape (one batch can hold any of them). Spreading the slack over all
 tiles, rather than squeezing a last tile against the edge, keeps the computed area at or
-below the ideal `tile^2 / (tile - overlap)^2` times the raster's area.
+below the ideal `tile^2 / (tile - overlap)^2` times the raster's area. The stride
+`tile - overlap` must be at least MIN_STRIDE (16) input pixels: a finer grid multiplies the
+work (a 1 px stride runs one tile per input pixel) and gains nothing.
 
 Blend weights
 -------------
@@ -77,12 +79,30 @@ def receptive_radius(model: nn.Module) -> int:
     return int(math.ceil(radius)) + (1 if shuffles else 0)
 
 
+#: Smallest tile stride (tile - overlap, input pixels) accepted: below it the tile count, and
+#: the run time, explode (a 1 px stride runs a tile per input pixel) for no gain in quality.
+MIN_STRIDE = 16
+
+
+def check_tiling(tile: int, overlap: int, tile_name: str = "tile",
+                 overlap_name: str = "overlap") -> None:
+    """Refuse a tile size / overlap pair that is invalid or would tile absurdly finely.
+
+    `tile_name` and `overlap_name` name the two values in the message (the CLI passes its flags).
+    """
+    if tile < 1:
+        raise SatsrError(f"{tile_name} must be a positive number of pixels, not {tile}")
+    if overlap < 0:
+        raise SatsrError(f"{overlap_name} must be 0 or more pixels, not {overlap}")
+    if tile - overlap < MIN_STRIDE:
+        raise SatsrError(f"{tile_name} {tile} with {overlap_name} {overlap} leaves a tile "
+                         f"stride of {tile - overlap} px (tile minus overlap); it must be at "
+                         f"least {MIN_STRIDE} px: raise the tile or lower the overlap")
+
+
 def axis_tiles(length: int, tile: int, overlap: int) -> tuple[list[int], int]:
     """(starts, size) of the tiles along one axis of `length` input pixels (see module doc)."""
-    if tile < 1 or overlap < 0:
-        raise SatsrError("--tile must be positive and --overlap not negative")
-    if overlap >= tile:
-        raise SatsrError(f"--overlap ({overlap}) must be smaller than --tile ({tile})")
+    check_tiling(tile, overlap)
     if length <= tile:
         return [0], length
     n = math.ceil((length - overlap) / (tile - overlap))

@@ -11,6 +11,11 @@ and written. Peak memory is one batch of tiles, one tile row band and a carry ba
 `overlap * scale` output rows: it does not grow with the raster's height, and only that thin
 carry band (plus GDAL's bounded cache) grows with its width.
 
+A tile whose input or output holds NaN or inf (a damaged or overflowing model) stops the run
+with one NonFiniteError line; the output is written through a temporary file, so nothing is
+published at the target path. Sizes are checked, not defaulted: a tile or batch size of 0
+or less, or a tile stride (tile - overlap) under satsr.tiling.MIN_STRIDE, is refused.
+
 `super_resolve` runs the very same engine on an in-memory array (eval uses it).
 
 Band scaling
@@ -60,6 +65,10 @@ SR_NOTE = "super-resolved: contains synthesised detail, not a measurement"
 
 class UpscaleWarning(UserWarning):
     """Something the user should know that does not stop the run."""
+
+
+class NonFiniteError(SatsrError):
+    """A tile's input or output held NaN or inf: the run stops before anything is published."""
 
 
 # ------------------------------------------------------------------------------- the engine
@@ -122,9 +131,13 @@ class Engine:
                    {"variant": method}, False)
 
 
-def load_engine(model: str | Path | None = None, method: str | None = None, scale: int = 4,
-                device: str = "auto") -> Engine:
-    """A model file / run folder (`model`) or a baseline (`method`), on `device`."""
+def load_engine(model: str | Path | None = None, method: str | None = None,
+                scale: int | None = None, device: str = "auto") -> Engine:
+    """A model file / run folder (`model`) or a baseline (`method`), on `device`.
+
+    `scale` is the baselines' factor (default 4); a model has its own, so with a model
+    `scale` must be None or equal to it (silently ignoring it would surprise).
+    """
     if model is not None and method is not None:
         raise SatsrError("give either --model or --method, not both")
     if model is None and method is None:
@@ -133,22 +146,36 @@ def load_engine(model: str | Path | None = None, method: str | None = None, scal
         model = default_model_path()
     dev = resolve_device(device)
     if method is not None:
-        return Engine.baseline(method, scale, dev)
-    from satsr.modelfile import load_model, model_scaling
+        return Engine.baseline(method, 4 if scale is None else scale, dev)
+    from satsr.modelfile import load_model, model_scaling, read_metadata
 
+    own = int(read_metadata(model)["arch"]["scale"])  # type: ignore[arg-type]
+    if scale is not None and scale != own:
+        raise SatsrError(f"--scale {scale} does not apply: the model {model} upscales x{own} "
+                         "(--scale is for --method; omit it with a model)")
     gen, meta = load_model(model, dev)  # type: ignore[arg-type]
     return Engine.from_generator(gen, model_scaling(meta), dev, name=str(model), meta=meta)
 
 
+def _first_non_finite(t: torch.Tensor) -> int | None:
+    """Index of the first item of a batch holding NaN or inf, or None."""
+    ok = torch.isfinite(t).flatten(1).all(1)
+    if bool(ok.all()):
+        return None
+    return int((~ok).nonzero()[0, 0])
+
+
 def _forward(engine: Engine, tiles: np.ndarray, weights: torch.Tensor,
-             bf16: bool) -> np.ndarray:
-    """One batch (B, C, h, w) in [-1, 1] -> weighted outputs (B, C, h*s, w*s), float32."""
+             bf16: bool) -> tuple[np.ndarray, int | None]:
+    """One batch (B, C, h, w) in [-1, 1] -> (weighted outputs (B, C, h*s, w*s) float32, index
+    of the first tile whose raw output is not finite, or None)."""
     x = torch.from_numpy(tiles).to(engine.device)
     with torch.inference_mode():
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=bf16):
             y = engine.forward(x)
-        y = y.float() * weights
-        return y.cpu().numpy()
+        y = y.float()
+        bad = _first_non_finite(y)  # before weighting: 0 * inf would hide as NaN anyway
+        return (y * weights).cpu().numpy(), bad
 
 
 def run_tiled(engine: Engine, height: int, width: int,
@@ -162,9 +189,12 @@ def run_tiled(engine: Engine, height: int, width: int,
     already filled. `emit(row, col, block)` receives each finished block of output pixels
     (C, bh, bw) in [-1, 1] at output coordinates, exactly once per output pixel, in row-major
     order of tile rows. `on_batch(n)` is called after each batch of n tiles.
+
+    Raises NonFiniteError as soon as a tile's input or output holds NaN or inf (a damaged or
+    overflowing model, or unfilled NaN input): nothing of that tile row has been emitted.
     """
     if batch_size < 1:
-        raise SatsrError("--batch-size must be at least 1")
+        raise SatsrError(f"batch_size must be at least 1, not {batch_size}")
     s = engine.scale
     grid = TileGrid.build(height, width, s, tile, overlap, engine.radius)
     th, tw, ny, nx, xs = grid.tile_h, grid.tile_w, len(grid.ys), len(grid.xs), grid.xs
@@ -183,8 +213,18 @@ def run_tiled(engine: Engine, height: int, width: int,
             lr = read(y, x0, th, x1 - x0)
             c = lr.shape[0]
             tiles = np.stack([lr[:, :, xs[j] - x0:xs[j] - x0 + tw] for j in js])
+            if not np.isfinite(tiles).all():
+                k = int(np.argmin(np.isfinite(tiles).reshape(len(js), -1).all(1)))
+                raise NonFiniteError(f"the input holds non-finite values (NaN or inf) in the "
+                                     f"tile at row {y}, column {xs[js[k]]}")
             weights = torch.stack([wy_t[:, None] * wx_t[j][None, :] for j in js])[:, None]
-            out = _forward(engine, np.ascontiguousarray(tiles), weights, bf16)
+            out, bad = _forward(engine, np.ascontiguousarray(tiles), weights, bf16)
+            if bad is not None:
+                who = f"the model {engine.name}" if engine.is_model else engine.name
+                raise NonFiniteError(f"{who} gave non-finite output (NaN or inf) for the tile "
+                                     f"at input row {y}, column {xs[js[bad]]}"
+                                     + (": its weights may be damaged" if engine.is_model
+                                        else ""))
             a, b = x0 * s, x1 * s
             buf = np.zeros((c, y1 - y0, b - a), np.float32)
             if pending is not None:
@@ -229,9 +269,7 @@ def super_resolve(lr: np.ndarray | torch.Tensor, model: nn.Module | Engine, *,
                              batch_size=batch_size)[0]
     if arr.ndim != 4:
         raise ValueError(f"expected (C, H, W) or (N, C, H, W), got shape {arr.shape}")
-    kind = engine.device.type
-    tile = tile or DEFAULT_TILE.get(kind, 256)
-    batch_size = batch_size or DEFAULT_BATCH.get(kind, 1)
+    tile, batch_size = _sizes(engine, tile, overlap, batch_size)
     n, c, h, w = arr.shape
     s = engine.scale
     out = np.empty((n, c, h * s, w * s), np.float32)
@@ -246,6 +284,20 @@ def super_resolve(lr: np.ndarray | torch.Tensor, model: nn.Module | Engine, *,
 
         run_tiled(engine, h, w, read, emit, tile=tile, overlap=overlap, batch_size=batch_size)
     return out
+
+
+def _sizes(engine: Engine, tile: int | None, overlap: int,
+           batch_size: int | None) -> tuple[int, int]:
+    """(tile, batch size): the device's defaults for None; 0 or less is refused, not defaulted."""
+    from satsr.tiling import check_tiling
+
+    kind = engine.device.type
+    tile = DEFAULT_TILE.get(kind, 256) if tile is None else int(tile)
+    batch_size = DEFAULT_BATCH.get(kind, 1) if batch_size is None else int(batch_size)
+    check_tiling(tile, overlap)
+    if batch_size < 1:
+        raise SatsrError(f"batch_size must be at least 1, not {batch_size}")
+    return tile, batch_size
 
 
 def fill_invalid(unit: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -402,9 +454,7 @@ def upscale_raster(src: str | Path, dst: str | Path, engine: Engine, *,
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
     check_target(src, dst, overwrite)
-    kind = engine.device.type
-    tile = tile or DEFAULT_TILE.get(kind, 256)
-    batch_size = batch_size or DEFAULT_BATCH.get(kind, 1)
+    tile, batch_size = _sizes(engine, tile, overlap, batch_size)
     with gdal_env(), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         ds = open_raster(src)
@@ -422,8 +472,12 @@ def upscale_raster(src: str | Path, dst: str | Path, engine: Engine, *,
                 prog = _progress(progress)
                 with rasterio.open(stage, "w", **profile) as out:
                     _write_meta(out, ds, plan, engine)
-                    grid = _stream(ds, out, plan, engine, tile, overlap, batch_size, prog,
-                                   n_tiles, t0)
+                    try:
+                        grid = _stream(ds, out, plan, engine, tile, overlap, batch_size, prog,
+                                       n_tiles, t0)
+                    except NonFiniteError as exc:  # atomic_path drops the partial output
+                        raise NonFiniteError(f"{src}: {exc}; nothing was written to "
+                                             f"{dst}") from exc
                 if stage != tmp:
                     _convert(stage, tmp, plan.driver, cog, creation_options, plan.dtype)
             size = dst.stat().st_size
@@ -468,10 +522,15 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
     dtype = dtypes.pop()
     if engine.bands is not None and len(sel) != engine.bands:
         n = engine.bands
-        example = ",".join(str(b) for b in range(1, n + 1))
+        if ds.count < n:
+            raise SatsrError(f"{src} has too few bands for this model: it reads {n} bands but "
+                             f"the file has only {ds.count}; use a model trained on "
+                             f"{len(sel)}-band rasters")
+        data = [b for b in range(1, ds.count + 1) if b not in alpha_bands(ds)]
+        pick = (data + [b for b in range(1, ds.count + 1) if b not in data])[:n]
         raise SatsrError(f"{src}: the model reads {n} bands but {len(sel)} are selected "
                          f"(bands {','.join(map(str, sel))} of {ds.count}); choose {n} with "
-                         f"--bands, e.g. --bands {example}")
+                         f"--bands, e.g. --bands {','.join(map(str, sorted(pick)))}")
     if engine.scaling is not None:
         if np.dtype(engine.scaling.dtype) != np.dtype(dtype):
             raise SatsrError(f"{src} is {dtype} but the model was trained on "

@@ -38,6 +38,34 @@ def expand_inputs(items: list[Path]) -> tuple[list[Path], bool]:
     return files, several
 
 
+def _check_values(tile: int | None, overlap: int, batch_size: int | None, bands: str | None,
+                  scale: int | None) -> None:
+    """Refuse values that mean nothing, rather than quietly reading them as "the default"."""
+    if tile is not None and tile < 1:
+        raise SatsrError(f"--tile must be a positive number of pixels, not {tile}")
+    if overlap < 0:
+        raise SatsrError(f"--overlap must be 0 or more pixels, not {overlap}")
+    if batch_size is not None and batch_size < 1:
+        raise SatsrError(f"--batch-size must be at least 1, not {batch_size}")
+    if bands is not None and not bands.strip():
+        raise SatsrError("--bands is empty: give 1-based band numbers like 1,2,3, or leave "
+                         "it out for all bands but alpha")
+    if scale is not None and scale not in (2, 4, 8):
+        raise SatsrError(f"--scale must be 2, 4 or 8, not {scale}")
+
+
+def _check_tiling(device_kind: str, tile: int | None, overlap: int) -> None:
+    """The tile stride check of satsr.tiling, worded with the flags (before any file work)."""
+    from satsr.tiling import check_tiling
+    from satsr.upscale import DEFAULT_TILE
+
+    if tile is None:
+        check_tiling(DEFAULT_TILE.get(device_kind, 256), overlap, "the default --tile",
+                     "--overlap")
+    else:
+        check_tiling(tile, overlap, "--tile", "--overlap")
+
+
 def command(
     inputs: list[Path] = typer.Argument(..., metavar="IN...", show_default=False,
                                         help="Rasters, folders of rasters or globs."),
@@ -50,8 +78,9 @@ def command(
     method: str | None = typer.Option(None, "--method", show_default=False,
                                       help="Classical baseline instead of a model: bicubic or "
                                            "nearest."),
-    scale: int = typer.Option(4, "--scale", help="Scale factor for --method (a model has its "
-                                                 "own)."),
+    scale: int | None = typer.Option(None, "--scale", show_default=False,
+                                     help="Scale factor for --method: 2, 4 or 8 (default 4). A "
+                                          "model has its own: omit it, or give that one."),
     bands: str | None = typer.Option(None, "--bands", show_default=False,
                                      help="1-based bands, e.g. 1,2,3 (default: all but alpha)."),
     nodata: float | None = typer.Option(None, "--nodata", show_default=False,
@@ -82,6 +111,7 @@ def command(
     from satsr.raster import parse_bands
     from satsr.upscale import UpscaleWarning, check_target, load_engine, upscale_raster
 
+    _check_values(tile, overlap, batch_size, bands, scale)
     files, several = expand_inputs(inputs)
     creation = parse_creation_options(co)
     band_list = parse_bands(bands)
@@ -97,6 +127,7 @@ def command(
         targets = [out / files[0].name if out.is_dir() else out]
         check_target(files[0], targets[0], overwrite)
     engine = load_engine(model, method, scale, device)
+    _check_tiling(engine.device.type, tile, overlap)
     err = Console(stderr=True)
     failed = 0
     with warnings.catch_warnings():
