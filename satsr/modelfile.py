@@ -154,8 +154,8 @@ def _check_meta(p: Path, meta: Any) -> dict[str, Any]:
     rng = meta.get("gsd_range")
     if rng is not None and not (
             isinstance(rng, list) and len(rng) == 2
-            and all(type(v) in (int, float) and math.isfinite(v) and v > 0 for v in rng)):
-        raise bad(f"gsd_range = {rng!r}, expected null or two positive numbers")
+            and all(type(v) in (int, float) and math.isfinite(v) and v >= 0 for v in rng)):
+        raise bad(f"gsd_range = {rng!r}, expected null or two numbers >= 0")
     return meta
 
 
