@@ -50,33 +50,56 @@ app.command("demo")(demo.command)
 
 #: Exit status after SIGTERM (128 + 15, as a shell reports a process it terminated).
 EXIT_TERMINATED = 143
+#: Exit status after Ctrl-C (128 + 2).
+EXIT_INTERRUPTED = 130
 
-_terminated = False
+#: The signal that is stopping the current main() call, if any.
+_stopped_by: int | None = None
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """Ctrl-C: as Python's default (KeyboardInterrupt), remembering that it came."""
+    global _stopped_by
+    _stopped_by = _stopped_by or signal.SIGINT
+    raise KeyboardInterrupt
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     """SIGTERM takes Ctrl-C's path: whatever SIGINT does now (training: finish the step, save
     a checkpoint and stop; else KeyboardInterrupt, which unwinds through every atomic write
     and deletes its staging part), and main() exits 143."""
-    global _terminated
-    _terminated = True
+    global _stopped_by
+    _stopped_by = signal.SIGTERM
     handler = signal.getsignal(signal.SIGINT)
-    if callable(handler):
+    if callable(handler) and handler is not _on_sigint:
         handler(signal.SIGINT, frame)
-    else:  # SIGINT ignored or default: still stop
+    else:  # ours, or SIGINT ignored: stop now
         raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def _signals_stop_cleanly() -> Iterator[None]:
+    """Install the handlers above for the duration of one main() call (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.signal(signal.SIGTERM, _on_sigterm)
+    old_int = signal.getsignal(signal.SIGINT)
+    if old_int is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGTERM, old_term)
+        if old_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, old_int)
+
+
+def _stop_exit() -> None:
+    """One line and the conventional status (130, 143) for a run stopped by a signal."""
+    term = _stopped_by == signal.SIGTERM
+    print(f"satsr: {'terminated' if term else 'interrupted'}", file=sys.stderr)
+    sys.exit(EXIT_TERMINATED if term else EXIT_INTERRUPTED)
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -131,20 +154,25 @@ def main(argv: list[str] | None = None) -> None:
     SIGTERM stops a run as Ctrl-C does (partial outputs deleted, training checkpointed) and
     exits 143.
     """
-    global _terminated
-    _terminated = False
-    with _printable_streams(), _one_line_warnings(), _sigterm_as_interrupt():
+    global _stopped_by
+    _stopped_by = None
+    with _printable_streams(), _one_line_warnings(), _signals_stop_cleanly():
         try:
             app(args=argv, prog_name="satsr")
         except SystemExit as exc:
-            if _terminated:
-                print("satsr: terminated", file=sys.stderr)
-                sys.exit(EXIT_TERMINATED)
+            if _stopped_by is not None:
+                _stop_exit()
             if exc.code not in (0, None):
                 raise
-        except SatsrError as exc:
+        except SatsrError as exc:  # e.g. training saved its checkpoint and stopped
             print(f"satsr: error: {printable(exc)}", file=sys.stderr)
-            sys.exit(EXIT_TERMINATED if _terminated else exc.exit_code)
+            sys.exit(EXIT_TERMINATED if _stopped_by == signal.SIGTERM else exc.exit_code)
         except KeyboardInterrupt:
-            print(f"satsr: {'terminated' if _terminated else 'interrupted'}", file=sys.stderr)
-            sys.exit(EXIT_TERMINATED if _terminated else 130)
+            _stop_exit()
+        except Exception:
+            # a signal that lands inside a library's cleanup (rasterio.Env.__exit__, ...) can
+            # turn the KeyboardInterrupt into another error on the way out; the staging
+            # parts were deleted on the way (and a later run removes any that were not)
+            if _stopped_by is not None:
+                _stop_exit()
+            raise
