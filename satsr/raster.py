@@ -71,14 +71,15 @@ def gdal_path(path: str | Path) -> tuple[str, Path | None]:
     """(a name GDAL can open `path` by, the temporary folder to delete once done or None).
 
     rasterio hands GDAL strict UTF-8, so a path holding bytes that are not UTF-8 (kept by
-    os.fsdecode as lone surrogates, b"in\xff.tif") cannot be opened by its name. Such a
+    os.fsdecode as lone surrogates, b"in\\xff.tif") cannot be opened by its name. Such a
     file is reached through a symlink with a plain name in a private temporary folder, its
     siblings of the same stem (world file, .aux.xml, .msk, .ovr) linked beside it so that
     GDAL still finds them.
     """
-    p = os.path.abspath(os.fspath(path))
-    if _utf8(p):
-        return p, None
+    given = os.fspath(path)
+    if _utf8(given):
+        return given, None
+    p = os.path.abspath(given)
     folder, name = os.path.split(p)
     stem = name.split(".", 1)[0]
     alias_stem = "raster"
