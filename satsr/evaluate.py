@@ -24,6 +24,7 @@ import numpy as np
 from satsr.errors import SatsrError
 from satsr.metrics import (
     CLASSICAL,
+    HIGHER_IS_BETTER,
     LPIPS_MIN_SIZE,
     LPIPS_VARIANTS,
     METRICS,
@@ -235,44 +236,119 @@ class EvalResult:
                         w.writerow([m, k, repr(s[m][k][0]), repr(s[m][k][1]),
                                     len(self.values[m][k])])
 
-    def table(self) -> Any:
-        """A rich Table: methods x metrics, mean ± CI, best per column marked, PE rank."""
-        from rich.table import Table
+    def notes(self) -> list[str]:
+        """Footnotes for the table: how pairs were scored, skipped pieces, n/a metrics."""
+        out = []
+        if "scored" in self.info:
+            out.append(f"scored: {self.info['scored']}")
+        if self.info.get("skipped"):
+            out.append(f"skipped {self.info['skipped']} piece(s) holding nodata or NaN")
+        for names in _by_reason(self.unavailable).values():
+            out.append(f"n/a: {', '.join(names)} (weights not found, see the warning)")
+        return out
 
-        s, best, rank = self.summary(), self.best(), {r["method"]: r for r in self.ranking()}
+    def title(self) -> str:
+        """What the numbers are: images, scale, colour space, and the cell format."""
         n = self.info.get("samples", "")
-        t = Table(title=f"satsr eval: {n} images, x{self.info.get('scale', '?')}, "
-                        f"{self.info.get('colorspace', '')} (mean ± 95% CI; * = best)")
-        t.add_column("method")
-        for k in self.metrics:
-            arrow = "↑" if k == "psnr" else "↓"
-            t.add_column(f"{k} {arrow}", justify="right")
-        if rank:
-            t.add_column("max PE ↓", justify="right")
-            t.add_column("rank", justify="right")
+        return (f"satsr eval: {n} image{'s' if n != 1 else ''}, x{self.info.get('scale', '?')}, "
+                f"{self.info.get('colorspace', '')}; mean ±95% CI, * = best")
+
+    def _cells(self) -> dict[str, dict[str, str]]:
+        """{method: {metric: 'mean ±ci *'}} with compact numbers (4 and 2 significant digits)."""
+        s, best = self.summary(), self.best()
+        out: dict[str, dict[str, str]] = {}
         for m in self.methods:
-            cells = [m]
+            out[m] = {}
             for k in self.metrics:
                 if k in self.unavailable:
-                    cells.append("[dim]n/a[/dim]")
+                    out[m][k] = "[dim]n/a[/dim]"
                     continue
                 mean, ci = s[m][k]
-                text = f"{_fmt(mean)} ± {_fmt(ci)}" if math.isfinite(ci) else _fmt(mean)
-                cells.append(f"[bold green]{text} *[/bold green]" if m in best.get(k, [])
+                text = _fmt(mean) + (f" ±{_fmt(ci, 2)}" if math.isfinite(ci) else "")
+                out[m][k] = (f"[bold green]{text} *[/bold green]" if m in best.get(k, [])
                              else text)
+        return out
+
+    def table(self) -> Any:
+        """The results, laid out to fit the console (rich renderable).
+
+        Methods as rows and metrics as columns when that fits; else metrics as rows and
+        methods as columns; else one small table per method. No cell is ever cut.
+        """
+        from satsr.layout import FirstThatFits
+
+        return FirstThatFits([self._wide_table(), self._tall_table(), self._blocks()])
+
+    def _wide_table(self) -> Any:
+        from rich.table import Table
+
+        cells, rank = self._cells(), {r["method"]: r for r in self.ranking()}
+        t = Table(title=self.title())
+        t.add_column("method", no_wrap=True)
+        for k in self.metrics:
+            t.add_column(f"{k} {_arrow(k)}", justify="right", no_wrap=True)
+        if rank:
+            t.add_column("max PE ↓", justify="right", no_wrap=True)
+            t.add_column("rank", justify="right", no_wrap=True)
+        for m in self.methods:
+            row = [m] + [cells[m][k] for k in self.metrics]
             if rank:
                 r = rank[m]
-                cells += [f"{_fmt(r['max_pe'])} ({r['worst_variant']})", str(r["rank"])]
-            t.add_row(*cells)
+                row += [f"{_fmt(r['max_pe'])} ({r['worst_variant']})", str(r["rank"])]
+            t.add_row(*row)
         return t
 
+    def _tall_table(self) -> Any:
+        from rich.table import Table
 
-def _fmt(x: float) -> str:
+        cells, rank = self._cells(), {r["method"]: r for r in self.ranking()}
+        t = Table(title=self.title())
+        t.add_column("metric", no_wrap=True)
+        for m in self.methods:
+            t.add_column(m, justify="right", no_wrap=True)
+        for k in self.metrics:
+            t.add_row(f"{k} {_arrow(k)}", *[cells[m][k].replace(" ±", "\n±")
+                                            for m in self.methods])
+        if rank:
+            t.add_section()
+            t.add_row("max PE ↓", *[f"{_fmt(rank[m]['max_pe'])}\n{rank[m]['worst_variant']}"
+                                    for m in self.methods])
+            t.add_row("rank", *[str(rank[m]["rank"]) for m in self.methods])
+        return t
+
+    def _blocks(self) -> Any:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        cells, rank = self._cells(), {r["method"]: r for r in self.ranking()}
+        parts: list[Any] = [Text(self.title(), style="italic")]
+        for m in self.methods:
+            head = m
+            if rank:
+                r = rank[m]
+                head += (f" (rank {r['rank']}, max PE {_fmt(r['max_pe'])} "
+                         f"{r['worst_variant']})")
+            t = Table(title=head, title_justify="left", show_header=False)
+            t.add_column("metric", no_wrap=True)
+            t.add_column("mean ±95% CI", justify="right", no_wrap=True)
+            for k in self.metrics:
+                t.add_row(f"{k} {_arrow(k)}", cells[m][k])
+            parts.append(t)
+        return Group(*parts)
+
+
+def _arrow(metric: str) -> str:
+    return "↑" if metric in HIGHER_IS_BETTER else "↓"
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    """A number with `digits` significant digits ('-' for nan)."""
     if math.isnan(x):
         return "-"
     if math.isinf(x):
-        return "inf"
-    return f"{x:.4g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.3e}"
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.{digits}g}"
 
 
 def _batches(samples: Iterable[Sample], size: int) -> Iterator[list[Sample]]:
@@ -294,9 +370,18 @@ def resolve_lpips(metrics: Sequence[str], explicit: bool, weights_dir: str | Pat
     if missing and explicit:
         name, reason = next(iter(missing.items()))
         raise SatsrError(f"metric {name} is unavailable: {reason}")
-    for name, reason in missing.items():
-        warnings.warn(f"{name} is unavailable: {reason}", stacklevel=2)
+    for reason, names in _by_reason(missing).items():
+        verb = "is" if len(names) == 1 else "are"
+        warnings.warn(f"{', '.join(names)} {verb} unavailable: {reason}", stacklevel=2)
     return missing
+
+
+def _by_reason(reasons: dict[str, str]) -> dict[str, list[str]]:
+    """{reason: [names]}: one line per cause (squeeze and squeeze-l share their weights)."""
+    out: dict[str, list[str]] = {}
+    for name, reason in reasons.items():
+        out.setdefault(reason, []).append(name)
+    return out
 
 
 def evaluate(samples: Iterable[Sample], methods: Sequence[Method], metrics: Sequence[str],
@@ -474,7 +559,10 @@ def _even_windows(n: int, size: int, scale: int) -> list[tuple[int, int]]:
 
 
 def raster_scaling(paths: Sequence[Path], bands: int) -> BandScaling:
-    """uint8 -> the fixed map; other dtypes -> [p0.1, p99.9] of the valid pixels (decimated)."""
+    """uint8 -> the fixed map; other dtypes -> [p0.1, p99.9] of the valid pixels (decimated).
+
+    NaN counts as nodata (as in satsr.raster.valid_mask): it is left out of the statistics.
+    """
     from satsr.raster import (
         gdal_env,
         open_raster,
@@ -493,6 +581,10 @@ def raster_scaling(paths: Sequence[Path], bands: int) -> BandScaling:
                 shape = (len(idx), max(1, ds.height // f), max(1, ds.width // f))
                 data = read_window(ds, idx, None, p, out_shape=shape)
                 mask = read_dataset_mask(ds, None, p, out_shape=shape[1:]) > 0
+                if np.issubdtype(data.dtype, np.floating):
+                    mask &= np.isfinite(data).all(axis=0)
+                if not mask.any():
+                    raise SatsrError(f"{p} holds no valid pixels (all nodata or NaN)")
                 px.append(data[:, mask].astype(np.float64))
     if len(dtypes) != 1:
         raise SatsrError(f"the rasters have different dtypes ({', '.join(sorted(dtypes))})")
@@ -500,8 +592,6 @@ def raster_scaling(paths: Sequence[Path], bands: int) -> BandScaling:
     if np.dtype(dtype) == np.uint8:
         return BandScaling.for_uint8(bands)
     allpx = np.concatenate(px, axis=1)
-    if allpx.shape[1] == 0:
-        raise SatsrError("the rasters hold no valid pixels")
     stats = [{"p0.1": float(np.percentile(b, 0.1)), "p99.9": float(np.percentile(b, 99.9))}
              for b in allpx]
     return BandScaling.from_stats(dtype, stats)
@@ -535,21 +625,80 @@ def raster_samples(paths: Sequence[str | Path], chip: int, scale: int,
     if scaling.bands != bands:
         raise SatsrError(f"the rasters have {bands} bands, the scaling {scaling.bands}")
 
+    info: dict[str, Any] = {"data": [str(p) for p in ps], "skipped": 0}
+
     def gen() -> Iterator[Sample]:
+        used = 0
         with gdal_env():
             for p, idx, win in plan:
                 with open_raster(p) as ds:
                     data = read_window(ds, idx, win, p)
                     if not valid_mask(ds, win, data).all():
-                        continue  # nodata inside: metrics would compare fill values
+                        info["skipped"] += 1  # nodata/NaN inside: metrics would compare fill
+                        continue
+                used += 1
                 yield Sample(f"{p.name}@{win.col_off},{win.row_off}", scaling.to_unit(data))
+        if not used:
+            raise SatsrError(f"nothing to evaluate: every chip of {', '.join(map(str, ps))} "
+                             "holds nodata or NaN")
 
-    return gen(), len(plan), scaling, {"data": [str(p) for p in ps]}
+    return gen(), len(plan), scaling, info
 
 
-def pair_samples(pred: str | Path, ref: str | Path, chip: int = 512, name: str | None = None,
+#: --pred/--ref pairs of up to this many pixels are scored whole, in one pass (VGG LPIPS needs
+#: about 600 bytes per pixel on CPU: ~2.5 GB at this size).
+PAIR_MAX_PIXELS = 2048 * 2048
+#: How far (in pixels) --pred's grid may sit from --ref's and still count as the same grid.
+GRID_TOLERANCE = 0.01
+
+
+def _georeferenced(ds: Any) -> bool:
+    """Whether a dataset has a CRS or a non-identity geotransform."""
+    from affine import Affine
+
+    return ds.crs is not None or ds.transform != Affine.identity()
+
+
+def _grid(ds: Any) -> str:
+    t = ds.transform
+    crs = ds.crs.to_string() if ds.crs else "no CRS"
+    return f"{crs}, origin ({t.c:.6g}, {t.f:.6g}), pixel {abs(t.a):.6g} x {abs(t.e):.6g}"
+
+
+def check_same_grid(dp: Any, dr: Any, pred: str | Path, ref: str | Path) -> None:
+    """Refuse --pred/--ref that do not lie on the same ground pixels (to GRID_TOLERANCE px).
+
+    Two rasters without georeferencing (plain images) are taken as aligned.
+    """
+    gp, gr = _georeferenced(dp), _georeferenced(dr)
+    if not gp and not gr:
+        return
+    if gp != gr:
+        has, lacks = (pred, ref) if gp else (ref, pred)
+        raise SatsrError(f"{has} is georeferenced but {lacks} is not: cannot tell that they "
+                         "cover the same ground")
+    if dp.crs != dr.crs:
+        raise SatsrError(f"--pred and --ref are in different CRSs: {pred} ({_grid(dp)}) vs "
+                         f"{ref} ({_grid(dr)})")
+    to_ref = ~dr.transform @ dp.transform  # pred pixel -> ref pixel
+    w, h = dr.width, dr.height
+    off = max(math.hypot(*(np.subtract(to_ref @ (x, y), (x, y))))
+              for x, y in ((0, 0), (w, 0), (0, h), (w, h)))
+    if off > GRID_TOLERANCE:
+        raise SatsrError(f"--pred and --ref are not on the same pixel grid (up to {off:.3g} px "
+                         f"apart): {pred} ({_grid(dp)}) vs {ref} ({_grid(dr)})")
+
+
+def pair_samples(pred: str | Path, ref: str | Path, chip: int = 256, name: str | None = None,
+                 max_pixels: int = PAIR_MAX_PIXELS,
                  ) -> tuple[Iterator[Sample], int, BandScaling, str, dict[str, Any]]:
-    """Two aligned rasters (SR and HR) read window by window; windows with nodata are skipped."""
+    """Two aligned rasters (SR and HR): the whole image as one sample, or pieces above a budget.
+
+    A pair of at most `max_pixels` pixels, valid everywhere, is one sample: every metric is
+    computed on the whole image in one pass. A larger pair, or one holding nodata/NaN, is cut
+    into near-equal windows of at most `chip` px; windows holding nodata/NaN are skipped and
+    every metric is the mean over the remaining windows (`info["scored"]` says which).
+    """
     from rasterio.windows import Window
 
     from satsr.raster import gdal_env, open_raster, read_window, select_bands, valid_mask
@@ -563,18 +712,50 @@ def pair_samples(pred: str | Path, ref: str | Path, chip: int = 512, name: str |
         if dp.dtypes[ip[0] - 1] != dr.dtypes[ir[0] - 1]:
             raise SatsrError(f"--pred is {dp.dtypes[ip[0] - 1]} but --ref is "
                              f"{dr.dtypes[ir[0] - 1]}")
-        wins = [Window(x, y, w, h) for y, h in _even_windows(dr.height, chip, 1)
-                for x, w in _even_windows(dr.width, chip, 1)]
+        check_same_grid(dp, dr, pred, ref)
+        width, height = dr.width, dr.height
+        wins = [Window(x, y, w, h) for y, h in _even_windows(height, chip, 1)
+                for x, w in _even_windows(width, chip, 1)]
     scaling = raster_scaling([Path(ref)], len(ir))
     label = name or Path(pred).stem
+    whole = width * height <= max_pixels
+    info: dict[str, Any] = {"pred": str(pred), "ref": str(ref), "skipped": 0,
+                            "scored": "whole image" if whole else
+                            f"mean over {chip}-px pieces (image above {max_pixels} pixels)"}
+
+    def sample(lbl: str, a: np.ndarray, b: np.ndarray) -> Sample:
+        return Sample(lbl, scaling.to_unit(b), {label: scaling.to_unit(a)})
 
     def gen() -> Iterator[Sample]:
+        bad = {str(pred): 0, str(ref): 0}
+        used = 0
         with gdal_env(), open_raster(pred) as dp, open_raster(ref) as dr:
+            if whole:
+                full = Window(0, 0, width, height)
+                a, b = read_window(dp, ip, None, pred), read_window(dr, ir, None, ref)
+                va, vb = valid_mask(dp, full, a), valid_mask(dr, full, b)
+                if va.all() and vb.all():
+                    yield sample("whole", a, b)
+                    return
+                info["scored"] = f"mean over {chip}-px pieces without nodata/NaN"
             for win in wins:
-                a, b = read_window(dp, ip, win, pred), read_window(dr, ir, win, ref)
-                if not (valid_mask(dp, win, a).all() and valid_mask(dr, win, b).all()):
+                sl = win.toslices()
+                if whole:
+                    pa, pb, ma, mb = a[(slice(None), *sl)], b[(slice(None), *sl)], va[sl], vb[sl]
+                else:
+                    pa, pb = read_window(dp, ip, win, pred), read_window(dr, ir, win, ref)
+                    ma, mb = valid_mask(dp, win, pa), valid_mask(dr, win, pb)
+                if not (ma.all() and mb.all()):
+                    bad[str(pred)] += int(not ma.all())
+                    bad[str(ref)] += int(not mb.all())
+                    info["skipped"] += 1
                     continue
-                yield Sample(f"{win.col_off},{win.row_off}", scaling.to_unit(b),
-                             {label: scaling.to_unit(a)})
+                used += 1
+                yield sample(f"{win.col_off},{win.row_off}", pa, pb)
+        if not used:
+            culprits = [p for p, n in bad.items() if n] or [str(pred), str(ref)]
+            raise SatsrError(f"nothing to evaluate: {' and '.join(culprits)} "
+                             f"{'holds' if len(culprits) == 1 else 'hold'} nodata or NaN in "
+                             f"every {chip}-px piece")
 
-    return gen(), len(wins), scaling, label, {"pred": str(pred), "ref": str(ref)}
+    return gen(), 1 if whole else len(wins), scaling, label, info

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from satsr.evaluate import PAIR_MAX_PIXELS
+
 
 def command(
     data: list[Path] = typer.Argument(
@@ -34,9 +36,18 @@ def command(
                             show_default=False),
     scale: int = typer.Option(None, "--scale", help="Upscaling factor (default: the models', "
                                                     "else 4).", show_default=False),
-    chip_size: int = typer.Option(256, "--chip-size",
-                                  help="Rasters given as DATA, and --pred/--ref, are cut into "
-                                       "pieces of at most this many pixels."),
+    chip_size: int = typer.Option(
+        256, "--chip-size",
+        help="Rasters given as DATA are cut into near-equal chips of at most this many pixels "
+             "a side; each chip is one image of the mean and CI. --pred/--ref pairs above "
+             "--max-pixels (or holding nodata) are cut the same way and averaged."),
+    max_pixels: int = typer.Option(
+        PAIR_MAX_PIXELS, "--max-pixels",
+        help="--pred/--ref pairs of up to this many pixels (width x height) are scored whole: "
+             "every metric is computed once on the whole image, exactly as on one image. "
+             "Larger pairs are scored per --chip-size piece and the pieces averaged (not the "
+             "same number: LPIPS and SSIM see less context at piece borders). VGG LPIPS "
+             "needs about 600 bytes per pixel."),
     weights_dir: Path = typer.Option(
         None, "--weights-dir", help="Folder with torchvision backbone weights "
                                     "(alexnet-owt-7be5be79.pth, vgg16-397923af.pth, "
@@ -61,7 +72,12 @@ def command(
     random_trunk: bool = typer.Option(False, "--lpips-random-trunk-for-tests", hidden=True,
                                       help="TESTS ONLY: random LPIPS trunks, no weights needed."),
 ) -> None:
-    """Score super-resolution methods: L2, DSSIM, PSNR and LPIPS with mean, 95% CI and ranking."""
+    """Score super-resolution methods: L2, DSSIM, PSNR and LPIPS with mean, 95% CI and ranking.
+
+    With DATA, every chip is one image: metrics are computed per chip, then averaged with a
+    Student-t 95% CI. With --pred/--ref, the pair is scored whole when it has at most
+    --max-pixels pixels and no nodata; otherwise per --chip-size piece (see --max-pixels).
+    """
     import warnings
 
     from rich.console import Console
@@ -81,8 +97,9 @@ def command(
                 raise SatsrError(f"{out} exists (use --overwrite to replace it)")
             if not out.resolve().parent.is_dir():
                 raise SatsrError(f"output folder does not exist: {out.resolve().parent}")
-    if batch_size < 1 or chip_size < 8 or figure_crop < 4:
-        raise SatsrError("--batch-size must be >= 1, --chip-size >= 8, --figure-crop >= 4")
+    if batch_size < 1 or chip_size < 8 or figure_crop < 4 or max_pixels < 0:
+        raise SatsrError("--batch-size must be >= 1, --chip-size >= 8, --figure-crop >= 4, "
+                         "--max-pixels >= 0")
     dev = _device(device)
     err = Console(stderr=True)
     if (pred is None) != (ref is None):
@@ -91,7 +108,8 @@ def command(
     if pred is not None:
         if data or model or method:
             raise SatsrError("--pred/--ref compare two rasters: give no DATA, --model or --method")
-        samples, total, scaling, label, info = ev.pair_samples(pred, ref, chip_size)
+        samples, total, scaling, label, info = ev.pair_samples(pred, ref, chip_size,
+                                                               max_pixels=max_pixels)
         methods = [ev.Method(label, lambda lr: lr, str(pred))]
         eval_scale = 1
     else:
@@ -123,15 +141,16 @@ def command(
         warnings.simplefilter("always")
         unavailable = ev.resolve_lpips(metrics, explicit, weights_dir, random_trunk)
     for w in caught:
-        err.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False)
+        err.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False, soft_wrap=True)
     result = ev.evaluate(samples, methods, metrics, scaling, eval_scale, rgb_idx,
                          colorspace=colorspace, unavailable=unavailable,
                          weights_dir=weights_dir, device=dev, batch_size=batch_size,
                          random_trunk=random_trunk, total=total, progress=progress,
                          figure_index=figure_image, figure_crop=figure_crop, info=info)
-    Console().print(result.table())
-    for name, reason in result.unavailable.items():
-        Console().print(f"[dim]{name}: {reason}[/dim]", highlight=False)
+    out = Console()
+    out.print(result.table())
+    for line in result.notes():
+        out.print(f"[dim]{line}[/dim]", highlight=False, soft_wrap=True)
     if json_out:
         result.write_json(json_out)
     if csv_out:
