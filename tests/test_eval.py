@@ -85,7 +85,9 @@ def test_alex_l_matches_published_tid2013_values(shared: Path) -> None:
     d = metric(a, b)
     for (name, want), got in zip(PUBLISHED_ALEX_L.items(), d.tolist(), strict=True):
         assert got == pytest.approx(want, abs=1e-3), name
-    # the raw variant shares the trunk; values measured with lpips.LPIPS(lpips=False)
+    # the raw variant shares the trunk. Origin of these numbers: the written-out AlexNet
+    # LPIPS of test_eval_reference.py (ReferenceLPIPS('alex'), lpips=False definition) on
+    # these pairs, rounded; test_raw_alex_on_tid2013_pairs_equals_the_reference checks it
     raw = get_lpips("alex")(a, b)
     assert raw.tolist() == pytest.approx([5.77574, 2.09644, 0.48894, 0.6107, 4.18781], abs=1e-3)
 
