@@ -1,4 +1,4 @@
-"""Shared fixtures: the real rasters of ../shared/data and small helpers."""
+"""Shared fixtures: the real test rasters (tests/data) and small helpers."""
 
 from __future__ import annotations
 
@@ -7,16 +7,34 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SATSR_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED = Path(os.environ["SATSR_SHARED_DATA"]) if os.environ.get("SATSR_SHARED_DATA") \
+    else FIXTURES
+#: The TID2013 LPIPS reference pairs: not ours to redistribute, so never shipped.
+TID2013 = [p / "lpips_pairs" for p in (SHARED, ROOT.parent / "shared" / "data")]
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
-    """The folder of real test rasters (../shared/data, or $SATSR_SHARED_DATA)."""
+    """The folder of real test rasters: tests/data, or $SATSR_SHARED_DATA when set.
+
+    A missing folder (or file) fails the test: the data ships with the repository.
+    """
     if not SHARED.is_dir():
-        pytest.skip(f"shared test data not found at {SHARED}")
+        pytest.fail(f"test data folder not found: {SHARED} (tests/data ships with the "
+                    f"repository; $SATSR_SHARED_DATA={os.environ.get('SATSR_SHARED_DATA')!r})")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def tid2013_pairs() -> Path:
+    """The TID2013 pairs with published LPIPS values; the one data-dependent skip."""
+    for path in TID2013:
+        if path.is_dir():
+            return path
+    pytest.skip(f"TID2013 LPIPS pairs not found at {TID2013[-1]}: those images are not ours "
+                f"to redistribute, so they do not ship in tests/data")

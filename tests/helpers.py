@@ -1,19 +1,27 @@
-"""Test utilities: a tiny hand-made dataset in the make-dataset index format (satsr/index.py).
+"""Test utilities: a tiny hand-made dataset in the make-dataset index format (satsr/index.py),
+an in-process CLI runner and an absolute georeferencing check.
 
-Used by train / upscale / eval tests so they do not depend on make-dataset's sampler.
+The dataset is used by train / upscale / eval tests so they do not depend on make-dataset's
+sampler.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from satsr.scaling import BandScaling
+
+#: Small real rasters shipped with the repository, named as the full files of ../shared/data
+#: (tests/data/README.md says what each is cut from; tests/data/make_fixtures.py remakes them).
+FIXTURES = Path(__file__).resolve().parent / "data"
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
@@ -27,6 +35,28 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
         code = int(exc.code or 0)
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def assert_same_georef(actual: Affine, expected: Affine, width: int, height: int,
+                       tol: float = 0.01) -> None:
+    """Assert that `actual` places a `width` x `height` raster where `expected` does.
+
+    Absolute, in pixels of the raster checked: every transform coefficient and every corner
+    of the footprint (so every bound) within `tol` of its pixel size, in CRS units. A relative
+    tolerance would not do: on a UTM northing of 5e6 m, `np.allclose`'s rtol=1e-5 lets 50 m
+    through, many pixels of a 0.1 m raster.
+    """
+    px = min(math.hypot(expected.a, expected.d), math.hypot(expected.b, expected.e))
+    limit = tol * px
+    for name, a, e in zip("abcdef", tuple(actual)[:6], tuple(expected)[:6], strict=True):
+        assert abs(a - e) <= limit, (
+            f"transform.{name} is {a!r}, expected {e!r}: off by {abs(a - e) / px:.3g} px "
+            f"(at most {tol} px)")
+    for col, row in ((0, 0), (width, 0), (0, height), (width, height)):
+        (ax, ay), (ex, ey) = actual @ (col, row), expected @ (col, row)
+        off = max(abs(ax - ex), abs(ay - ey))
+        assert off <= limit, (f"corner ({col}, {row}) is at ({ax!r}, {ay!r}), expected "
+                              f"({ex!r}, {ey!r}): off by {off / px:.3g} px (at most {tol} px)")
 
 
 def write_dataset(root: Path, source: Path, size: int, splits: dict[str, int],
