@@ -73,6 +73,78 @@ def test_two_cpu_processes_share_work_stay_in_sync_and_resume(shared, tmp_path):
     assert ck["iteration"] == 4 and ck["sampler"]["world"] == 2
 
 
+class _NoNorm(torch.nn.Module):
+    """Stands in for BatchNorm2d (identity) in the equivalence test below."""
+
+    def __init__(self, num_features: int, *args, **kwargs) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+#: adv+rec: both DDP-wrapped networks (G and Φ) train. At the default lr; at lr 1e-3 Φ's
+#: second step is already chaotic (6 % gradient change from 1e-6 weight noise, in one process
+#: too), so the float-level differences of reduction order no longer stay small.
+EQUIV = dict(variant="adv+rec", hr_size=32, iterations=3, n_blocks=1, features=8,
+             val_every=0, checkpoint_every=0, log_every=1, device="cpu", seed=4)
+
+
+def _equiv_worker(rank: int, world: int, port: int, ds: str, run: str, out: str) -> None:
+    """One rank of the equivalence test: batch 1 per process, BatchNorm replaced."""
+    from satsr.train import TrainConfig, Trainer
+
+    torch.nn.BatchNorm2d = _NoNorm  # this spawned process only
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
+    t = Trainer(TrainConfig(data=ds, out=run, batch_size=1, **EQUIV))
+    t.run()
+    torch.save({"G": t.G.state_dict(), "phi": t.phi.state_dict()}, Path(out) / f"eq{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_two_processes_equal_one_process_on_the_global_batch(shared, tmp_path, monkeypatch):
+    """2 gloo ranks x batch 1 give the weights of 1 process x batch 2, when BatchNorm is out.
+
+    DDP averages the ranks' gradients, each the mean over its own slice of the global batch,
+    which is the gradient of the mean over the whole batch; the data of rank r is exactly
+    the r-th slice of what one process reads (satsr.data). BatchNorm breaks the equality on
+    the CPU: without CUDA there is no SyncBatchNorm, so each rank normalises with the
+    statistics of its own slice (generator residual blocks, trunk blocks 3-8, decoder), not
+    those of the global batch. The test therefore swaps BatchNorm2d for the identity in both
+    runs; with CUDA + NCCL the engine converts BatchNorm to SyncBatchNorm, which restores
+    global statistics (not tested here: no GPU in the suite).
+    """
+    ds = write_dataset(tmp_path / "ds", shared / "netherlands_aerial_0.25m.tif", 32,
+                       {"train": 6, "val": 1})
+    mp.spawn(_equiv_worker, args=(2, _free_port(), str(ds), str(tmp_path / "ddp"),
+                                  str(tmp_path)), nprocs=2, join=True)
+    from satsr.train import TrainConfig, Trainer
+
+    monkeypatch.setattr(torch.nn, "BatchNorm2d", _NoNorm)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the ranks: tiny convolutions are slowest on busy threads
+    try:
+        one = Trainer(TrainConfig(data=str(ds), out=str(tmp_path / "one"), batch_size=2,
+                                  **EQUIV))
+        g_init = [p.detach().clone() for p in one.G.parameters()]
+        one.run()
+    finally:
+        torch.set_num_threads(threads)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                   for m in list(one.G.modules()) + list(one.phi.modules()))
+    two = torch.load(tmp_path / "eq0.pt", weights_only=True)
+    assert torch.equal(two["G"]["head.0.weight"], torch.load(
+        tmp_path / "eq1.pt", weights_only=True)["G"]["head.0.weight"])
+    moved = max(float((a - b).abs().max()) for a, b in zip(g_init, one.G.parameters(),
+                                                          strict=True))
+    assert moved > 2e-4  # 3 Adam steps at lr 2e-4 move weights far beyond the tolerance
+    for part, net in (("G", one.G), ("phi", one.phi)):
+        for k, v in net.state_dict().items():
+            torch.testing.assert_close(two[part][k], v, rtol=0, atol=1e-5, msg=f"{part} {k}")
+
+
 @pytest.mark.slow
 def test_torchrun_launches_the_cli_on_two_processes(shared, tmp_path):
     import os
