@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from satsr.metrics import (
     lpips_unavailable,
 )
 from satsr.scaling import BandScaling
+
+if TYPE_CHECKING:
+    from satsr.degrade import Degradation
 
 CLASSICAL_METHODS = ("bicubic", "nearest")
 
@@ -280,6 +283,7 @@ class EvalResult:
         return FirstThatFits([self._wide_table(), self._tall_table(), self._blocks()])
 
     def _wide_table(self) -> Any:
+        from rich.markup import escape
         from rich.table import Table
 
         cells, rank = self._cells(), {r["method"]: r for r in self.ranking()}
@@ -291,7 +295,7 @@ class EvalResult:
             t.add_column("max PE ↓", justify="right", no_wrap=True)
             t.add_column("rank", justify="right", no_wrap=True)
         for m in self.methods:
-            row = [m] + [cells[m][k] for k in self.metrics]
+            row = [escape(m)] + [cells[m][k] for k in self.metrics]
             if rank:
                 r = rank[m]
                 row += [f"{_fmt(r['max_pe'])} ({r['worst_variant']})", str(r["rank"])]
@@ -299,13 +303,14 @@ class EvalResult:
         return t
 
     def _tall_table(self) -> Any:
+        from rich.markup import escape
         from rich.table import Table
 
         cells, rank = self._cells(), {r["method"]: r for r in self.ranking()}
         t = Table(title=self.title())
         t.add_column("metric", no_wrap=True)
         for m in self.methods:
-            t.add_column(m, justify="right", no_wrap=True)
+            t.add_column(escape(m), justify="right", no_wrap=True)
         for k in self.metrics:
             t.add_row(f"{k} {_arrow(k)}", *[cells[m][k].replace(" ±", "\n±")
                                             for m in self.methods])
@@ -318,13 +323,14 @@ class EvalResult:
 
     def _blocks(self) -> Any:
         from rich.console import Group
+        from rich.markup import escape
         from rich.table import Table
         from rich.text import Text
 
         cells, rank = self._cells(), {r["method"]: r for r in self.ranking()}
         parts: list[Any] = [Text(self.title(), style="italic")]
         for m in self.methods:
-            head = m
+            head = escape(m)
             if rank:
                 r = rank[m]
                 head += (f" (rank {r['rank']}, max PE {_fmt(r['max_pe'])} "
@@ -390,11 +396,18 @@ def evaluate(samples: Iterable[Sample], methods: Sequence[Method], metrics: Sequ
              weights_dir: str | Path | None = None, device: str = "cpu", batch_size: int = 8,
              random_trunk: bool = False, total: int | None = None, progress: bool = True,
              figure_index: int = 0, figure_crop: int = 96,
-             info: dict[str, Any] | None = None) -> EvalResult:
-    """Run every method on every sample and collect per-sample metrics (see module docstring)."""
+             info: dict[str, Any] | None = None,
+             degradations: Sequence[Degradation] | None = None, seed: int = 0) -> EvalResult:
+    """Run every method on every sample and collect per-sample metrics (see module docstring).
+
+    LR is made from each HR by each of `degradations` (default: bicubic), with parameters
+    drawn per image from (seed, image number), so every method sees the same LR and a
+    re-run gives the same numbers. With several degradations, every method is scored under
+    each, as rows named "method [degradation]".
+    """
     import torch
 
-    from satsr.degrade import downscale
+    from satsr.degrade import Degradation
 
     unavailable = dict(unavailable or {})
     bad = [k for k in metrics if k not in METRICS]
@@ -404,7 +417,14 @@ def evaluate(samples: Iterable[Sample], methods: Sequence[Method], metrics: Sequ
     lp = {k: get_lpips(k, str(weights_dir) if weights_dir else None, device, random_trunk)
           for k in lp_names}
     cl_names = [k for k in metrics if k in CLASSICAL]
-    names = [m.name for m in methods]
+    degs = list(degradations) if degradations else [Degradation.resolve("bicubic", scale)]
+    bad_scale = [d.name for d in degs if d.scale != scale]
+    if bad_scale:
+        raise SatsrError(f"degradation {bad_scale[0]} is for another scale than x{scale}")
+    tagged = len(degs) > 1 or not degs[0].is_bicubic
+    dnames = unique_names([d.name for d in degs])
+    rows = [(m, k) for k in range(len(degs)) for m in methods]
+    names = [f"{m.name} [{dnames[k]}]" if tagged else m.name for m, k in rows]
     values = {m: {k: [] for k in metrics if k not in unavailable} for m in names}
     crops: dict[str, np.ndarray] = {}
     rgb_idx = list(rgb)
@@ -426,14 +446,18 @@ def evaluate(samples: Iterable[Sample], methods: Sequence[Method], metrics: Sequ
                 if h % scale or w % scale:
                     raise SatsrError(f"{batch[0].label}: {w}x{h} pixels is not a multiple of "
                                      f"the scale {scale}")
-                lr = downscale(torch.from_numpy(hr), scale).clamp_(-1.0, 1.0)
+                hr_t = torch.from_numpy(hr)
                 preds = {}
-                for m in methods:
-                    sr = m.run(lr.to(device)).float().cpu().numpy()
-                    if sr.shape != hr.shape:
-                        raise SatsrError(f"method {m.name} returned {sr.shape[1:]} for HR "
-                                         f"{hr.shape[1:]}")
-                    preds[m.name] = np.stack([quantise(x) for x in sr])
+                for k, d in enumerate(degs):
+                    lr = torch.cat([d(hr_t[i:i + 1], np.random.default_rng([seed, count + i]))
+                                    for i in range(len(batch))]).clamp_(-1.0, 1.0)
+                    for m in methods:
+                        sr = m.run(lr.to(device)).float().cpu().numpy()
+                        if sr.shape != hr.shape:
+                            raise SatsrError(f"method {m.name} returned {sr.shape[1:]} for HR "
+                                             f"{hr.shape[1:]}")
+                        label = names[rows.index((m, k))]
+                        preds[label] = np.stack([quantise(x) for x in sr])
             hr_rgb = hr[:, rgb_idx]
             if lp and min(hr.shape[-2:]) < LPIPS_MIN_SIZE:
                 raise SatsrError(f"{batch[0].label}: LPIPS needs images of at least "
@@ -459,7 +483,10 @@ def evaluate(samples: Iterable[Sample], methods: Sequence[Method], metrics: Sequ
                       unavailable={k: v for k, v in unavailable.items() if k in metrics},
                       info={**(info or {}), "samples": count, "scale": scale,
                             "colorspace": colorspace, "rgb": [i + 1 for i in rgb_idx],
-                            "methods": {m.name: m.source for m in methods}},
+                            "methods": {m.name: m.source for m in methods},
+                            **({"degradations": {n: d.to_dict() for n, d in zip(
+                                dnames, degs, strict=True)},
+                                "degradation_seed": seed} if tagged else {})},
                       figure_crops=crops)
 
 

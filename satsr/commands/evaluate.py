@@ -36,6 +36,15 @@ def command(
                             show_default=False),
     scale: int = typer.Option(None, "--scale", help="Upscaling factor (default: the models', "
                                                     "else 4).", show_default=False),
+    degradation: list[str] = typer.Option(
+        None, "--degradation",
+        help="How LR is made from HR (repeatable or comma-separated): a preset (bicubic, "
+             "sensor, realistic, jpeg, blur-noise, nearest, nearest-reproject), a YAML/TOML/"
+             "JSON pipeline file, or `families` (bicubic, jpeg, blur-noise, nearest, "
+             "nearest-reproject). With several, every method is scored under each. "
+             "Default: bicubic.", show_default=False),
+    seed: int = typer.Option(0, "--seed", help="Seed of the degradations' random draws "
+                                               "(per image)."),
     chip_size: int = typer.Option(
         256, "--chip-size",
         help="Rasters given as DATA are cut into near-equal chips of at most this many pixels "
@@ -105,9 +114,11 @@ def command(
     if (pred is None) != (ref is None):
         raise SatsrError("--pred and --ref go together")
 
+    specs = [p.strip() for item in (degradation or []) for p in item.split(",") if p.strip()]
     if pred is not None:
-        if data or model or method:
-            raise SatsrError("--pred/--ref compare two rasters: give no DATA, --model or --method")
+        if data or model or method or specs:
+            raise SatsrError("--pred/--ref compare two rasters: give no DATA, --model, "
+                             "--method or --degradation")
         samples, total, scaling, label, info = ev.pair_samples(pred, ref, chip_size,
                                                                max_pixels=max_pixels)
         methods = [ev.Method(label, lambda lr: lr, str(pred))]
@@ -136,6 +147,12 @@ def command(
         for m, n in zip(methods, ev.unique_names([m.name for m in methods]), strict=True):
             m.name = n
     rgb_idx = ev.parse_rgb(rgb, scaling.bands)
+    degs = None
+    if specs:
+        from satsr.degrade import EVAL_FAMILIES, Degradation
+
+        expanded = [n for sp in specs for n in (EVAL_FAMILIES if sp == "families" else [sp])]
+        degs = [Degradation.resolve(sp, eval_scale) for sp in dict.fromkeys(expanded)]
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -146,7 +163,8 @@ def command(
                          colorspace=colorspace, unavailable=unavailable,
                          weights_dir=weights_dir, device=dev, batch_size=batch_size,
                          random_trunk=random_trunk, total=total, progress=progress,
-                         figure_index=figure_image, figure_crop=figure_crop, info=info)
+                         figure_index=figure_image, figure_crop=figure_crop, info=info,
+                         degradations=degs, seed=seed)
     out = Console()
     out.print(result.table())
     for line in result.notes():
