@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers import write_dataset  # noqa: E402
 
-from satsr.degrade import downscale  # noqa: E402
-from satsr.losses import PhiNetworks, get_variant  # noqa: E402
-from satsr.models import Generator  # noqa: E402
-from satsr.train import TrainConfig, Trainer  # noqa: E402
+from satsr.data.degrade import downscale  # noqa: E402
+from satsr.nn import Generator  # noqa: E402
+from satsr.nn.phi import PhiNetworks, get_variant  # noqa: E402
+from satsr.training.loop import TrainConfig, Trainer  # noqa: E402
 
 
 def engine_round(cfg: TrainConfig, warmup: int, n: int) -> float:

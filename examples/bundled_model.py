@@ -123,10 +123,10 @@ def step_export(work: Path, hardware: str | None) -> None:
     import numpy as np
     import yaml
 
-    from satsr import evaluate as ev
-    from satsr.bundled import MODELS_DIR
-    from satsr.index import DatasetIndex
-    from satsr.modelfile import load_model, save_model
+    from satsr.data.index import DatasetIndex
+    from satsr.evaluation import scoring as ev
+    from satsr.inference.bundled import MODELS_DIR
+    from satsr.inference.modelfile import load_model, save_model
 
     gen, meta = load_model(work / "run")
     cfg = yaml.safe_load((work / "run" / "config.yaml").read_text())

@@ -2,7 +2,7 @@
 
 1. `satsr upscale` of the sample GeoTIFF with the default model -> DIR/sample_x4.tif
    (georeferenced: same CRS and footprint, 4x the pixels).
-2. `satsr eval` of the sample taken as HR (degraded by 4 with satsr.degrade, then brought
+2. `satsr eval` of the sample taken as HR (degraded by 4 with satsr.data.degrade, then brought
    back by nearest, bicubic and the model) -> DIR/eval.json, DIR/eval.csv and
    DIR/side_by_side.png (the same crop of HR, nearest, bicubic and satsr).
 """
@@ -36,11 +36,12 @@ def run_demo(out: str | Path, *, model: str | Path | None = None, sample: str | 
              device: str = "auto", overwrite: bool = False, progress: bool = False,
              figure_crop: int = 128) -> DemoResult:
     """Run the demo into folder `out` (created if needed); existing outputs need `overwrite`."""
-    from satsr import evaluate as ev
-    from satsr.bundled import SAMPLE, default_model_path
-    from satsr.metrics import METRICS
-    from satsr.modelfile import model_scaling, resolve_model_path
-    from satsr.upscale import load_engine, resolve_device, upscale_raster
+    from satsr.evaluation import scoring as ev
+    from satsr.evaluation.metrics import METRICS
+    from satsr.inference.bundled import SAMPLE, default_model_path
+    from satsr.inference.engine import load_engine, resolve_device
+    from satsr.inference.modelfile import model_scaling, resolve_model_path
+    from satsr.inference.writer import upscale_raster
 
     out = Path(out)
     sample = Path(sample) if sample is not None else SAMPLE

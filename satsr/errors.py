@@ -1,4 +1,4 @@
-"""Errors a user can cause, and the one-line text the CLI prints for them."""
+"""Every exception and warning class of satsr, and the one-line text the CLI prints for them."""
 
 from __future__ import annotations
 
@@ -18,8 +18,30 @@ class MissingWeightsError(SatsrError):
     """Pretrained backbone weights (VGG19, AlexNet, ...) are not on this machine."""
 
 
+class DegradationError(SatsrError):
+    """A degradation preset or file that cannot be used (unknown step, bad parameter...)."""
+
+
+class NonFiniteError(SatsrError):
+    """A tile's input or output held NaN or inf: the run stops before anything is published."""
+
+
+class TrainingStopped(SatsrError):
+    """The run stopped early on request (Ctrl-C); its checkpoint was saved."""
+
+    exit_code = 130
+
+
+class TrainingDiverged(SatsrError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
 class SatsrWarning(UserWarning):
     """Something the user should know that does not stop the run (e.g. a source without CRS)."""
+
+
+class UpscaleWarning(UserWarning):
+    """Something about one upscaled raster the user should know that does not stop the run."""
 
 
 #: Name of the codec error handler that writes what `printable` writes (see `escape_error`).

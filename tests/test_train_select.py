@@ -12,9 +12,9 @@ import torch
 from helpers import run_cli, write_dataset
 
 from satsr.errors import MissingWeightsError, SatsrError
-from satsr.modelfile import load_model, read_metadata
-from satsr.selection import GeneratorEMA, Selection, ValidationScorer
-from satsr.train import TrainConfig, Trainer, train
+from satsr.inference.modelfile import load_model, read_metadata
+from satsr.training.loop import TrainConfig, Trainer, train
+from satsr.training.selection import GeneratorEMA, Selection, ValidationScorer
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +53,7 @@ def test_degradation_draws_per_iteration_and_is_recorded(ds: Path, tmp_path: Pat
     t.iteration = 1
     assert not torch.equal(a, t.make_lr(hr))
     plain = Trainer(cfg(ds, tmp_path / "plain"))
-    from satsr.degrade import downscale
+    from satsr.data.degrade import downscale
 
     assert torch.equal(plain.make_lr(hr), downscale(hr, 4).clamp(-1, 1))
     t.run()
@@ -145,9 +145,9 @@ def test_select_needs_validation_rgb_and_weights(ds: Path, shared: Path, tmp_pat
                         {"train": 4, "val": 1}, bands=[1, 4])
     with pytest.raises(SatsrError, match="LPIPS on 3 bands; this dataset has 2"):
         Trainer(cfg(two, tmp_path / "r3", select="vgg-l", val_every=1))
-    import satsr.metrics
+    import satsr.evaluation.metrics
 
-    monkeypatch.setattr(satsr.metrics, "locate_backbone", lambda net, d=None: None)
+    monkeypatch.setattr(satsr.evaluation.metrics, "locate_backbone", lambda net, d=None: None)
     with pytest.raises(MissingWeightsError, match=r"--select vgg-l needs LPIPS vgg-l: vgg16 "
                                                   r"ImageNet weights not found: put "
                                                   r"vgg16-397923af.pth .* in \S+checkpoints"):

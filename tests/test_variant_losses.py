@@ -24,15 +24,16 @@ import torch.nn.functional as F
 from helpers import write_dataset
 from torch import nn
 
-from satsr.losses import VARIANTS, PhiNetworks, generator_loss, get_variant
-from satsr.models import Generator
-from satsr.models.vgg import VGG19Features
-from satsr.train import TrainConfig, Trainer
+from satsr.nn import Generator
+from satsr.nn.phi import VARIANTS, PhiNetworks, get_variant
+from satsr.nn.vgg import VGG19Features
+from satsr.training.loop import TrainConfig, Trainer
+from satsr.training.losses import generator_loss
 
 ATOL, RTOL = 1e-6, 1e-5
 HR = 32  # the trunk's stride is 16: a 2x2 map of logits per image
 
-#: What each variant is, written independently of satsr.losses.VARIANTS.
+#: What each variant is, written independently of satsr.nn.phi.VARIANTS.
 PHI_KIND = {"mse": "identity", "ran": "trunk", "rec": "trunk", "cla": "vgg", "dis": "trunk",
             "adv": "trunk", "dis+rec": "trunk", "adv+rec": "trunk", "adv+mse": "identity",
             "adv+cla": "vgg"}

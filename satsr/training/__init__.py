@@ -1,0 +1,1 @@
+"""Training the GCN family: configuration, losses, model selection and the training loop."""
