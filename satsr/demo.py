@@ -39,9 +39,10 @@ def run_demo(out: str | Path, *, model: str | Path | None = None, sample: str | 
     from satsr.evaluation import scoring as ev
     from satsr.evaluation.metrics import METRICS
     from satsr.inference.bundled import SAMPLE, default_model_path
-    from satsr.inference.engine import load_engine, resolve_device
+    from satsr.inference.engine import load_engine
     from satsr.inference.modelfile import model_scaling, resolve_model_path
     from satsr.inference.writer import upscale_raster
+    from satsr.nn.device import resolve_device
 
     out = Path(out)
     sample = Path(sample) if sample is not None else SAMPLE
@@ -75,10 +76,10 @@ def run_demo(out: str | Path, *, model: str | Path | None = None, sample: str | 
         warnings.simplefilter("ignore")
         unavailable = ev.resolve_lpips(list(METRICS), False, None)
     metrics = [m for m in METRICS if m not in unavailable]  # a table that fits a terminal
-    result = ev.evaluate(samples, methods, metrics, scaling, scale, ev.parse_rgb(None,
-                         scaling.bands), device=dev, total=total,
-                         progress=progress, figure_crop=figure_crop,
-                         info={**info, "model": str(model_path)})
+    result = ev.score_samples(samples, methods, metrics, scaling, scale, ev.parse_rgb(None,
+                              scaling.bands), device=dev, total=total,
+                              progress=progress, figure_crop=figure_crop,
+                              info={**info, "model": str(model_path)})
     result.write_json(targets["eval.json"])
     result.write_csv(targets["eval.csv"])
     ev.write_figure(result, targets["side_by_side.png"])

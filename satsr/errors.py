@@ -9,9 +9,17 @@ class SatsrError(Exception):
     """A user-facing error: bad path, wrong band count, missing weights, corrupt file...
 
     The message must be one line that says what is wrong and, where possible, what to do.
+    It names arguments as Python does (`batch_size must be at least 1`); `option` lists the
+    argument names it speaks of, so the CLI can show them as its flags (`--batch-size`).
     """
 
     exit_code = 2
+
+    def __init__(self, message: str = "", *, option: str | tuple[str, ...] | None = None
+                 ) -> None:
+        super().__init__(message)
+        self.options: tuple[str, ...] = ((option,) if isinstance(option, str)
+                                         else tuple(option or ()))
 
 
 class MissingWeightsError(SatsrError):
@@ -38,6 +46,10 @@ class TrainingDiverged(SatsrError):
 
 class SatsrWarning(UserWarning):
     """Something the user should know that does not stop the run (e.g. a source without CRS)."""
+
+
+class MetricUnavailableWarning(SatsrWarning):
+    """A metric cannot be computed here (e.g. its LPIPS weights are missing) and is skipped."""
 
 
 class UpscaleWarning(UserWarning):

@@ -113,7 +113,7 @@ def test_bundled_model_beats_bicubic_on_test_split_chips():
     methods = [ev.model_method(DEFAULT_MODEL, scaling, 4, name="satsr"),
                ev.classical_method("bicubic", 4)]
     metrics = ["psnr", "alex-l", "vgg-l"]
-    res = ev.evaluate(samples, methods, metrics, scaling, 4, [0, 1, 2], progress=False)
+    res = ev.score_samples(samples, methods, metrics, scaling, 4, [0, 1, 2], progress=False)
     mean = {m: {k: float(np.mean(res.values[m][k])) for k in metrics} for m in res.methods}
     assert mean["satsr"]["alex-l"] < mean["bicubic"]["alex-l"], mean
     assert mean["satsr"]["vgg-l"] < mean["bicubic"]["vgg-l"], mean

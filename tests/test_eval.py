@@ -243,8 +243,8 @@ def test_bicubic_beats_nearest_on_psnr_on_real_chips(shared: Path, tmp_path: Pat
     """On real aerial chips, bicubic upsampling scores a higher PSNR than nearest neighbour."""
     samples, total, scaling, info = ev.dataset_samples(_dataset(tmp_path, shared, test=6))
     methods = [ev.classical_method("bicubic", 4), ev.classical_method("nearest", 4)]
-    res = ev.evaluate(samples, methods, ["l2", "dssim", "psnr"], scaling, 4, [0, 1, 2],
-                      total=total, progress=False)
+    res = ev.score_samples(samples, methods, ["l2", "dssim", "psnr"], scaling, 4, [0, 1, 2],
+                           total=total, progress=False)
     s = res.summary()
     assert len(res.values["bicubic"]["psnr"]) == 6
     assert s["bicubic"]["psnr"][0] > s["nearest"]["psnr"][0]
@@ -295,8 +295,8 @@ def test_uint16_data_and_rgb_band_choice(shared: Path, tmp_path: Path) -> None:
     src = shared / "landsat8_rgb16_60m.tif"
     samples, total, scaling, _ = ev.raster_samples([src], 128, 4)
     assert scaling.dtype == "uint16" and total > 1
-    res = ev.evaluate(samples, [ev.classical_method("bicubic", 4)], ["psnr", "l2"], scaling,
-                      4, ev.parse_rgb("3,2,1", 3), progress=False)
+    res = ev.score_samples(samples, [ev.classical_method("bicubic", 4)], ["psnr", "l2"], scaling,
+                           4, ev.parse_rgb("3,2,1", 3), progress=False)
     assert res.info["rgb"] == [3, 2, 1] and res.info["samples"] >= 1
     assert 10 < res.summary()["bicubic"]["psnr"][0] < 60
 

@@ -21,6 +21,7 @@ from satsr.cli import (
     cmd_train,
     cmd_upscale,
 )
+from satsr.cli.options import cli_message
 from satsr.errors import PRINTABLE_ERRORS, SatsrError, printable
 
 app = typer.Typer(
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
             if exc.code not in (0, None):
                 raise
         except SatsrError as exc:  # e.g. training saved its checkpoint and stopped
-            print(f"satsr: error: {printable(exc)}", file=sys.stderr)
+            print(f"satsr: error: {printable(cli_message(exc))}", file=sys.stderr)
             sys.exit(EXIT_TERMINATED if _stopped_by == signal.SIGTERM else exc.exit_code)
         except KeyboardInterrupt:
             _stop_exit()

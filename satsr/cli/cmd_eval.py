@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from satsr.cli.options import check_output
 from satsr.evaluation.scoring import PAIR_MAX_PIXELS
 
 
@@ -91,80 +93,34 @@ def command(
 
     from rich.console import Console
 
-    from satsr.errors import SatsrError
-    from satsr.evaluation import scoring as ev
-    from satsr.evaluation.metrics import COLORSPACES, parse_metrics
+    from satsr.errors import MetricUnavailableWarning
+    from satsr.evaluation.evaluate import evaluate
+    from satsr.evaluation.scoring import write_figure
 
-    colorspace = colorspace.lower()
-    if colorspace not in COLORSPACES:
-        raise SatsrError(f"--colorspace must be lab or rgb, not {colorspace!r}")
-    metrics = parse_metrics(metric)
-    explicit = bool(metric)
     for out in (json_out, csv_out, figure):
         if out is not None:
-            if out.exists() and not overwrite:
-                raise SatsrError(f"{out} exists (use --overwrite to replace it)")
-            if not out.resolve().parent.is_dir():
-                raise SatsrError(f"output folder does not exist: {out.resolve().parent}")
-    if batch_size < 1 or chip_size < 8 or figure_crop < 4 or max_pixels < 0:
-        raise SatsrError("--batch-size must be >= 1, --chip-size >= 8, --figure-crop >= 4, "
-                         "--max-pixels >= 0")
-    dev = _device(device)
+            check_output(out, overwrite)
     err = Console(stderr=True)
-    if (pred is None) != (ref is None):
-        raise SatsrError("--pred and --ref go together")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", MetricUnavailableWarning)
+        show = warnings.showwarning
 
-    specs = [p.strip() for item in (degradation or []) for p in item.split(",") if p.strip()]
-    if pred is not None:
-        if data or model or method or specs:
-            raise SatsrError("--pred/--ref compare two rasters: give no DATA, --model, "
-                             "--method or --degradation")
-        samples, total, scaling, label, info = ev.pair_samples(pred, ref, chip_size,
-                                                               max_pixels=max_pixels)
-        methods = [ev.Method(label, lambda lr: lr, str(pred))]
-        eval_scale = 1
-    else:
-        if not data:
-            raise SatsrError("give DATA (a make-dataset folder or rasters), or --pred and --ref")
-        models = list(model or [])
-        eval_scale = scale or (_model_scale(models[0]) if models else 4)
-        if len(data) == 1 and data[0].is_dir():
-            samples, total, scaling, info = ev.dataset_samples(data[0])
-        else:
-            for d in data:
-                if d.is_dir():
-                    raise SatsrError(f"{d} is a folder: give one make-dataset folder, or rasters")
-            ms = None
-            if models:
-                from satsr.inference.modelfile import model_scaling, read_metadata
+        def emit(message: Warning | str, category: type[Warning], *args: Any,
+                 **kwargs: Any) -> None:
+            if issubclass(category, MetricUnavailableWarning):
+                err.print(f"[yellow]warning:[/yellow] {message}", highlight=False,
+                          soft_wrap=True)
+            else:
+                show(message, category, *args, **kwargs)
 
-                ms = model_scaling(read_metadata(models[0]))
-            samples, total, scaling, info = ev.raster_samples(data, chip_size, eval_scale,
-                                                              _fitting(ms, data))
-        methods = [ev.model_method(m, scaling, eval_scale, dev) for m in models]
-        names = list(method or ([] if models else ["bicubic"]))
-        methods += [ev.classical_method(n.lower(), eval_scale) for n in names]
-        for m, n in zip(methods, ev.unique_names([m.name for m in methods]), strict=True):
-            m.name = n
-    rgb_idx = ev.parse_rgb(rgb, scaling.bands)
-    degs = None
-    if specs:
-        from satsr.data.degrade import EVAL_FAMILIES, Degradation
-
-        expanded = [n for sp in specs for n in (EVAL_FAMILIES if sp == "families" else [sp])]
-        degs = [Degradation.resolve(sp, eval_scale) for sp in dict.fromkeys(expanded)]
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        unavailable = ev.resolve_lpips(metrics, explicit, weights_dir, random_trunk)
-    for w in caught:
-        err.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False, soft_wrap=True)
-    result = ev.evaluate(samples, methods, metrics, scaling, eval_scale, rgb_idx,
-                         colorspace=colorspace, unavailable=unavailable,
-                         weights_dir=weights_dir, device=dev, batch_size=batch_size,
-                         random_trunk=random_trunk, total=total, progress=progress,
-                         figure_index=figure_image, figure_crop=figure_crop, info=info,
-                         degradations=degs, seed=seed)
+        warnings.showwarning = emit
+        result = evaluate(data or None, models=model or (), methods=method or None,
+                          metrics=metric or None, pred=pred, ref=ref, colorspace=colorspace,
+                          rgb=rgb, scale=scale, degradations=degradation or None, seed=seed,
+                          chip_size=chip_size, max_pixels=max_pixels, weights_dir=weights_dir,
+                          device=device, batch_size=batch_size, progress=progress,
+                          figure_image=figure_image, figure_crop=figure_crop,
+                          random_trunk=random_trunk)
     out = Console()
     out.print(result.table())
     for line in result.notes():
@@ -174,41 +130,4 @@ def command(
     if csv_out:
         result.write_csv(csv_out)
     if figure:
-        ev.write_figure(result, figure)
-
-
-def _device(spec: str) -> str:
-    """'auto' -> 'cuda' when available, else 'cpu'; validates explicit CUDA requests."""
-    import torch
-
-    from satsr.errors import SatsrError
-
-    spec = spec.strip().lower()
-    if spec == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise SatsrError(f"--device {spec}: CUDA is not available on this machine")
-    try:
-        torch.device(spec)
-    except RuntimeError as exc:
-        raise SatsrError(f"--device {spec!r} is not a torch device (auto, cpu, cuda)") from exc
-    return spec
-
-
-def _model_scale(path: Path) -> int:
-    from satsr.inference.modelfile import read_metadata
-
-    return int(read_metadata(path)["arch"]["scale"])
-
-
-def _fitting(ms: object, data: list[Path]) -> object:
-    """Use the first model's scaling for rasters of its dtype (the model sees training units)."""
-    if ms is None:
-        return None
-    from satsr.data.raster import gdal_env, open_raster, select_bands
-
-    with gdal_env(), open_raster(data[0]) as ds:
-        idx = select_bands(ds, None)
-        if ds.dtypes[idx[0] - 1] == ms.dtype and len(idx) == ms.bands:  # type: ignore[attr-defined]
-            return ms
-    return None
+        write_figure(result, figure)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from satsr.cli.options import parse_creation_options
+from satsr.cli.options import cli_message, parse_creation_options
 from satsr.errors import SatsrError
 
 
@@ -154,7 +154,8 @@ def command(
                 if not several:
                     raise
                 failed += 1
-                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                text = cli_message(exc) if isinstance(exc, SatsrError) else str(exc)
+                msg = text.splitlines()[0] if text else type(exc).__name__
                 print(f"satsr: error: {src}: {msg}", file=sys.stderr)
                 continue
             Console().print(result.line(), soft_wrap=True, highlight=False)

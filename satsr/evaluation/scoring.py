@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from satsr.data.scaling import BandScaling
-from satsr.errors import SatsrError
+from satsr.errors import MetricUnavailableWarning, SatsrError
 from satsr.evaluation.metrics import (
     CLASSICAL,
     HIGHER_IS_BETTER,
@@ -378,7 +378,8 @@ def resolve_lpips(metrics: Sequence[str], explicit: bool, weights_dir: str | Pat
         raise SatsrError(f"metric {name} is unavailable: {reason}")
     for reason, names in _by_reason(missing).items():
         verb = "is" if len(names) == 1 else "are"
-        warnings.warn(f"{', '.join(names)} {verb} unavailable: {reason}", stacklevel=2)
+        warnings.warn(f"{', '.join(names)} {verb} unavailable: {reason}",
+                      MetricUnavailableWarning, stacklevel=2)
     return missing
 
 
@@ -390,14 +391,14 @@ def _by_reason(reasons: dict[str, str]) -> dict[str, list[str]]:
     return out
 
 
-def evaluate(samples: Iterable[Sample], methods: Sequence[Method], metrics: Sequence[str],
-             scaling: BandScaling, scale: int, rgb: Sequence[int], *,
-             colorspace: str = "lab", unavailable: dict[str, str] | None = None,
-             weights_dir: str | Path | None = None, device: str = "cpu", batch_size: int = 8,
-             random_trunk: bool = False, total: int | None = None, progress: bool = True,
-             figure_index: int = 0, figure_crop: int = 96,
-             info: dict[str, Any] | None = None,
-             degradations: Sequence[Degradation] | None = None, seed: int = 0) -> EvalResult:
+def score_samples(samples: Iterable[Sample], methods: Sequence[Method], metrics: Sequence[str],
+                   scaling: BandScaling, scale: int, rgb: Sequence[int], *,
+                   colorspace: str = "lab", unavailable: dict[str, str] | None = None,
+                   weights_dir: str | Path | None = None, device: str = "cpu", batch_size: int = 8,
+                   random_trunk: bool = False, total: int | None = None, progress: bool = True,
+                   figure_index: int = 0, figure_crop: int = 96,
+                   info: dict[str, Any] | None = None,
+                   degradations: Sequence[Degradation] | None = None, seed: int = 0) -> EvalResult:
     """Run every method on every sample and collect per-sample metrics (see module docstring).
 
     LR is made from each HR by each of `degradations` (default: bicubic), with parameters
@@ -575,6 +576,27 @@ def dataset_samples(folder: str | Path) -> tuple[list[Sample] | Iterator[Sample]
                 yield Sample(str(c.path.name), scaling.to_unit(data))
 
     return gen(), len(chips), scaling, {"data": str(index.root), "split": "test"}
+
+
+def model_file_scale(path: str | Path) -> int:
+    """The scale factor of a model file or run folder, from its metadata alone."""
+    from satsr.inference.modelfile import read_metadata
+
+    return int(read_metadata(path)["arch"]["scale"])
+
+
+def fitting_model_scaling(model: str | Path, raster: str | Path) -> BandScaling | None:
+    """The model's band scaling when `raster` has the model's dtype and band count (the model
+    then sees its training units), else None (the rasters' own scaling is used)."""
+    from satsr.data.raster import gdal_env, open_raster, select_bands
+    from satsr.inference.modelfile import model_scaling, read_metadata
+
+    ms = model_scaling(read_metadata(model))
+    with gdal_env(), open_raster(raster) as ds:
+        idx = select_bands(ds, None)
+        if ds.dtypes[idx[0] - 1] == ms.dtype and len(idx) == ms.bands:
+            return ms
+    return None
 
 
 def _even_windows(n: int, size: int, scale: int) -> list[tuple[int, int]]:

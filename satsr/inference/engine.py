@@ -25,6 +25,7 @@ from torch import nn
 from satsr.data.scaling import BandScaling
 from satsr.errors import NonFiniteError, SatsrError
 from satsr.inference.tiling import TileGrid, receptive_radius
+from satsr.nn.device import resolve_device
 
 #: Default overlap between neighbouring tiles, in input pixels (see satsr.inference.tiling).
 DEFAULT_OVERLAP = 32
@@ -36,21 +37,6 @@ METHODS = ("bicubic", "nearest")
 
 
 # ------------------------------------------------------------------------------- the engine
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is a user error."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise SatsrError("--device cuda was asked for but no CUDA GPU is available")
-        return torch.device(device)
-    if device == "cpu":
-        return torch.device("cpu")
-    raise SatsrError(f"--device takes auto, cpu or cuda, not {device!r}")
-
 
 @dataclass
 class Engine:
@@ -103,7 +89,7 @@ def load_engine(model: str | Path | None = None, method: str | None = None,
     `scale` must be None or equal to it (silently ignoring it would surprise).
     """
     if model is not None and method is not None:
-        raise SatsrError("give either --model or --method, not both")
+        raise SatsrError("give either model or method, not both", option=("model", "method"))
     if model is None and method is None:
         from satsr.inference.bundled import default_model_path
 
@@ -115,8 +101,8 @@ def load_engine(model: str | Path | None = None, method: str | None = None,
 
     own = int(read_metadata(model)["arch"]["scale"])  # type: ignore[arg-type]
     if scale is not None and scale != own:
-        raise SatsrError(f"--scale {scale} does not apply: the model {model} upscales x{own} "
-                         "(--scale is for --method; omit it with a model)")
+        raise SatsrError(f"scale {scale} does not apply: the model {model} upscales x{own} "
+                         "(scale is for method; omit it with a model)", option=("scale", "method"))
     gen, meta = load_model(model, dev)  # type: ignore[arg-type]
     return Engine.from_generator(gen, model_scaling(meta), dev, name=str(model), meta=meta)
 
@@ -251,7 +237,7 @@ def super_resolve(lr: np.ndarray | torch.Tensor, model: nn.Module | Engine, *,
 
 
 def tile_sizes(engine: Engine, tile: int | None, overlap: int,
-           batch_size: int | None) -> tuple[int, int]:
+               batch_size: int | None) -> tuple[int, int]:
     """(tile, batch size): the device's defaults for None; 0 or less is refused, not defaulted."""
     from satsr.inference.tiling import check_tiling
 

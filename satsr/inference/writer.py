@@ -42,7 +42,14 @@ import numpy as np
 from satsr import __version__
 from satsr.data.scaling import BandScaling
 from satsr.errors import NonFiniteError, SatsrError, UpscaleWarning
-from satsr.inference.engine import DEFAULT_OVERLAP, Engine, fill_invalid, run_tiled, tile_sizes
+from satsr.inference.engine import (
+    DEFAULT_OVERLAP,
+    Engine,
+    fill_invalid,
+    load_engine,
+    run_tiled,
+    tile_sizes,
+)
 from satsr.inference.tiling import TileGrid
 
 #: Warn when the input's ground resolution is this many times outside the model's range.
@@ -174,14 +181,19 @@ def _progress(enabled: bool) -> Any:
                     TimeRemainingColumn(), console=Console(stderr=True), transient=False)
 
 
-def upscale_raster(src: str | Path, dst: str | Path, engine: Engine, *,
-                   bands: Sequence[int] | None = None, nodata: float | None = None,
-                   tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path | None = None,
+                   *, method: str | None = None, scale: int | None = None,
+                   device: str = "auto", bands: Sequence[int] | None = None,
+                   nodata: float | None = None, tile: int | None = None,
+                   overlap: int = DEFAULT_OVERLAP,
                    batch_size: int | None = None, cog: bool = False,
                    creation_options: dict[str, str] | None = None, overwrite: bool = False,
                    progress: bool = False) -> UpscaleResult:
     """Super-resolve one raster into `dst` (see the module docstring); atomic write.
 
+    `model` is a model file, a run folder, a bundled model's name or a loaded Engine
+    (default: the bundled default model); `method` (bicubic, nearest) and `scale` ask for a
+    classical baseline instead, and `device` says where a model runs (see load_engine).
     The output keeps the CRS, the footprint (transform * Affine.scale(1 / scale)), the selected
     bands' order, dtype, descriptions and colour interpretation, and the nodata value, alpha
     band or internal mask (upsampled with nearest). Tags record the model and the scale.
@@ -194,6 +206,13 @@ def upscale_raster(src: str | Path, dst: str | Path, engine: Engine, *,
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
     check_target(src, dst, overwrite)
+    if isinstance(model, Engine):
+        if method is not None or scale is not None:
+            raise SatsrError("method and scale apply when model is not an Engine",
+                             option=("method", "scale"))
+        engine = model
+    else:
+        engine = load_engine(model, method, scale, device)
     tile, batch_size = tile_sizes(engine, tile, overlap, batch_size)
     with gdal_env(), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)

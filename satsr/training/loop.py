@@ -1149,11 +1149,17 @@ class Trainer:
             yield update
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
+def train(cfg: TrainConfig | None = None, *, resume: bool = False, overwrite: bool = False,
           progress: bool = False, console: Any = None,
           on_step: Callable[[Trainer, int], None] | None = None,
-          record: bool = False) -> TrainResult:
-    """Train the generator of `cfg.variant` on a make-dataset folder; see the module docstring."""
+          record: bool = False, **options: Any) -> TrainResult:
+    """Train the generator of `cfg.variant` on a make-dataset folder; see the module docstring.
+
+    Options may come as a TrainConfig, as keywords (`train(data="chips", out="run",
+    iterations=100)`), or both (the keywords win).
+    """
+    if cfg is None or options:
+        cfg = make_config(asdict(cfg) if cfg is not None else {}, options)
     owned = not (dist.is_available() and dist.is_initialized())
     try:
         trainer = Trainer(cfg, resume=resume, overwrite=overwrite, progress=progress,
