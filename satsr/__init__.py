@@ -37,7 +37,7 @@ _LAZY = {
     "Summary": "satsr.data.make_dataset",
     "Degradation": "satsr.data.degrade",
     "train": "satsr.training.loop",
-    "TrainConfig": "satsr.training.loop",
+    "TrainConfig": "satsr.training.config",
     "TrainResult": "satsr.training.loop",
     "evaluate": "satsr.evaluation.evaluate",
     "EvalResult": "satsr.evaluation.scoring",
@@ -57,7 +57,8 @@ if TYPE_CHECKING:
     from satsr.inference.engine import Engine, load_engine
     from satsr.inference.modelfile import load_model
     from satsr.inference.writer import UpscaleResult, upscale_raster
-    from satsr.training.loop import TrainConfig, TrainResult, train
+    from satsr.training.config import TrainConfig
+    from satsr.training.loop import TrainResult, train
 
 
 def __getattr__(name: str) -> Any:

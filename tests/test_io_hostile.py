@@ -220,14 +220,14 @@ def test_sigterm_during_training_saves_a_checkpoint_and_exits_143(shared, tmp_pa
     run = tmp_path / "run"
     script = (
         "import os, signal, sys\n"
-        "import satsr.training.loop as t\n"
-        "step = t.Trainer.step\n"
+        "import satsr.training.gcn as t\n"
+        "step = t.GCNModel.step\n"
         "def slow(self, hr):\n"
         "    out = step(self, hr)\n"
-        "    if self.iteration == 1:\n"
+        "    if self.iteration == 2:  # the step counts itself: during the second\n"
         "        os.kill(os.getpid(), signal.SIGTERM)\n"
         "    return out\n"
-        "t.Trainer.step = slow\n"
+        "t.GCNModel.step = slow\n"
         "from satsr.cli.app import main\n"
         "main(sys.argv[1:])\n")
     proc = subprocess.run(
@@ -238,7 +238,7 @@ def test_sigterm_during_training_saves_a_checkpoint_and_exits_143(shared, tmp_pa
         timeout=300)
     assert proc.returncode == 143, proc.stderr
     assert "Traceback" not in proc.stderr and "interrupted at iteration 2" in proc.stderr
-    from satsr.training.loop import load_checkpoint
+    from satsr.training.rundir import load_checkpoint
 
     assert load_checkpoint(run / "checkpoint.pt")["iteration"] == 2
     assert _leftovers(run) == []

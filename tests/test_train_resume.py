@@ -12,14 +12,9 @@ import torch
 from helpers import run_cli, write_dataset
 
 from satsr.errors import SatsrError
-from satsr.training.loop import (
-    CHANGEABLE_ON_RESUME,
-    TrainConfig,
-    Trainer,
-    load_checkpoint,
-    make_config,
-    train,
-)
+from satsr.training.config import CHANGEABLE_ON_RESUME, TrainConfig, make_config
+from satsr.training.loop import Trainer, train
+from satsr.training.rundir import load_checkpoint
 
 
 @pytest.fixture(autouse=True)

@@ -129,7 +129,8 @@ def command(
     from rich.table import Table
 
     from satsr.errors import SatsrError
-    from satsr.training.loop import resolve_config, train
+    from satsr.training.config import resolve_config
+    from satsr.training.loop import train
 
     if resume and overwrite:
         raise SatsrError("--resume and --overwrite contradict each other: pick one")

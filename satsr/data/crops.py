@@ -9,7 +9,7 @@ whatever the number of loader workers, with no sampler state to save.
 
 Bands are scaled to [-1, 1] with the dataset index's BandScaling only (satsr.data.scaling), the
 same numbers upscale and eval use. LR = satsr.data.degrade.downscale(HR, scale), done on the
-training device (see satsr.training.loop), the very function eval degrades with.
+training device (see satsr.training.gcn), the very function eval degrades with.
 """
 
 from __future__ import annotations

@@ -1,1 +1,2 @@
-"""Training the GCN family: configuration, losses, model selection and the training loop."""
+"""Training the GCN family: options (config), the model and its step (gcn), losses, model
+selection, the run folder (rundir), data-parallel helpers (distributed) and the loop."""
