@@ -36,6 +36,7 @@ def run_demo(out: str | Path, *, model: str | Path | None = None, sample: str | 
              device: str = "auto", overwrite: bool = False, progress: bool = False,
              figure_crop: int = 128) -> DemoResult:
     """Run the demo into folder `out` (created if needed); existing outputs need `overwrite`."""
+    from satsr.data.raster import check_output
     from satsr.evaluation import scoring as ev
     from satsr.evaluation.metrics import METRICS
     from satsr.inference.bundled import SAMPLE, default_model_path
@@ -50,14 +51,11 @@ def run_demo(out: str | Path, *, model: str | Path | None = None, sample: str | 
         raise SatsrError(f"demo sample not found: {sample}")
     model_path = resolve_model_path(model) if model is not None else default_model_path()
     if out.exists() and not out.is_dir():
-        raise SatsrError(f"{out} exists and is not a folder")
+        raise SatsrError(f"output exists and is not a folder: {out}")
     targets = {name: out / name for name in OUTPUTS}
-    if not overwrite:
-        there = [str(p) for p in targets.values() if p.exists()]
-        if there:
-            raise SatsrError(f"{there[0]} exists (use --overwrite to replace the demo's "
-                             f"outputs)")
     out.mkdir(parents=True, exist_ok=True)
+    for target in targets.values():
+        check_output(target, overwrite)
     dev = str(resolve_device(device))
 
     # 1. the georeferenced 4x GeoTIFF

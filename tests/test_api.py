@@ -90,3 +90,7 @@ def test_cli_shows_the_arguments_an_error_names_as_flags_but_leaves_paths_alone(
     exc = satsr.SatsrError("batch_size 9 is larger than /runs/batch_size/data.tif holds",
                            option="batch_size")
     assert cli_message(exc) == "--batch-size 9 is larger than /runs/batch_size/data.tif holds"
+    exc = satsr.SatsrError("x.tif: the model reads 3 bands but 4 are selected (bands 1,2,3,4 "
+                           "of 4); choose 3 with bands", option="bands")
+    assert cli_message(exc) == ("x.tif: the model reads 3 bands but 4 are selected (--bands "
+                                "1,2,3,4 of 4); choose 3 with --bands")

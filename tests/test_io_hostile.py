@@ -348,8 +348,9 @@ def test_any_warning_in_a_verb_prints_as_one_line(tiled, tmp_path, capsys, monke
 
 @pytest.mark.parametrize("spec", ["", " "])
 def test_empty_bands_is_an_error(tiled, tmp_path, capsys, spec):
-    with pytest.raises(SatsrError, match="--bands"):
+    with pytest.raises(SatsrError, match="^bands is empty") as caught:
         parse_bands(spec)
+    assert caught.value.options == ("bands",)  # the CLI shows it as --bands (below)
     assert parse_bands(None) is None
     code, _, err = run_cli(["make-dataset", str(tiled), "-o", str(tmp_path / "ds"), "--size",
                             "16", "-n", "5", "--bands", spec], capsys)

@@ -277,7 +277,7 @@ def test_histogram_percentiles_for_int16():
 
 def test_raster_shorter_than_size_is_an_error_but_fine_at_128(shared, tmp_path):
     src_path = shared / "colorado_aerial_0.15m.tif"
-    with pytest.raises(SatsrError, match="smaller than --size 256"):
+    with pytest.raises(SatsrError, match="smaller than size 256"):
         make_dataset([src_path], tmp_path / "x", size=256, count=4)
     # 383x232 holds two disjoint 128-px blocks: a three-way split cannot be met
     with pytest.raises(SatsrError, match="at most 6 chips could be cut"):

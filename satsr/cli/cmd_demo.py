@@ -6,15 +6,16 @@ from pathlib import Path
 
 import typer
 
+from satsr.cli.options import device_option, model_option, overwrite_option
+
 
 def command(
     out: Path = typer.Option(Path("satsr-demo"), "--out", "-o",
                              help="Folder for the demo's outputs."),
-    model: Path | None = typer.Option(None, "--model", "-m", show_default=False,
-                                      help="Model file, run folder or bundled model name "
-                                           "(default: the bundled satsr-rgb-x4)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace earlier demo outputs."),
+    model: Path | None = model_option("Model file, run folder or bundled model name (default: "
+                                      "the bundled satsr-rgb-x4)."),
+    device: str = device_option(),
+    overwrite: bool = overwrite_option("Replace earlier demo outputs."),
 ) -> None:
     """Run satsr end to end on its bundled sample: 4x GeoTIFF, eval table, side-by-side PNG."""
     from rich.console import Console

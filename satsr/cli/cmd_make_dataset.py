@@ -6,7 +6,13 @@ from pathlib import Path
 
 import typer
 
-from satsr.cli.options import parse_creation_options
+from satsr.cli.options import (
+    bands_option,
+    creation_options_option,
+    nodata_option,
+    overwrite_option,
+    parse_creation_options,
+)
 
 
 def command(
@@ -26,18 +32,14 @@ def command(
                                          "a CRS: every chip lies wholly inside."),
     max_nodata: float = typer.Option(0.0, "--max-nodata",
                                      help="Largest fraction of masked pixels a chip may hold."),
-    nodata: float | None = typer.Option(None, "--nodata", show_default=False,
-                                        help="Nodata value for files that declare none "
-                                             "(e.g. 0 for black corners)."),
-    bands: str | None = typer.Option(None, "--bands", show_default=False,
-                                     help="1-based bands, e.g. 1,2,3 (default: all but alpha)."),
+    nodata: float | None = nodata_option(),
+    bands: str | None = bands_option(),
     block: int | None = typer.Option(None, "--block", show_default=False,
                                      help="Split block side in pixels (default: automatic, a "
                                           "multiple of --size)."),
-    co: list[str] | None = typer.Option(None, "--co", metavar="KEY=VALUE", show_default=False,
-                                        help="GeoTIFF creation option for chips (repeatable)."),
-    overwrite: bool = typer.Option(False, "--overwrite",
-                                   help="Replace a non-empty output folder."),
+    co: list[str] | None = creation_options_option("GeoTIFF creation option for chips "
+                                                   "(repeatable)."),
+    overwrite: bool = overwrite_option("Replace a non-empty output folder."),
     split_file: Path | None = typer.Option(
         None, "--split-file", show_default=False,
         help="Reuse the blocks and splits of a split file (e.g. examples/splits/shared.json); "

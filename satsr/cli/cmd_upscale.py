@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from satsr.cli.options import cli_message, parse_creation_options
+from satsr.cli.options import (
+    bands_option,
+    cli_message,
+    creation_options_option,
+    device_option,
+    model_option,
+    nodata_option,
+    overwrite_option,
+    parse_creation_options,
+)
 from satsr.errors import SatsrError
 
 
@@ -72,20 +81,17 @@ def command(
                                         help="Rasters, folders of rasters or globs."),
     out: Path = typer.Option(..., "--out", "-o", show_default=False,
                              help="Output file (one input) or existing folder (several)."),
-    model: Path | None = typer.Option(None, "--model", "-m", show_default=False,
-                                      help="Model file, run folder from `satsr train`, or "
-                                           "bundled model name (default: the bundled "
-                                           "satsr-rgb-x4; see `satsr models`)."),
+    model: Path | None = model_option("Model file, run folder from `satsr train`, or bundled "
+                                      "model name (default: the bundled satsr-rgb-x4; see "
+                                      "`satsr models`)."),
     method: str | None = typer.Option(None, "--method", show_default=False,
                                       help="Classical baseline instead of a model: bicubic or "
                                            "nearest."),
     scale: int | None = typer.Option(None, "--scale", show_default=False,
                                      help="Scale factor for --method: 2, 4 or 8 (default 4). A "
                                           "model has its own: omit it, or give that one."),
-    bands: str | None = typer.Option(None, "--bands", show_default=False,
-                                     help="1-based bands, e.g. 1,2,3 (default: all but alpha)."),
-    nodata: float | None = typer.Option(None, "--nodata", show_default=False,
-                                        help="Nodata value for files that declare none."),
+    bands: str | None = bands_option(),
+    nodata: float | None = nodata_option(),
     tile: int | None = typer.Option(None, "--tile", show_default=False,
                                     help="Tile side in input pixels (default 256 on CPU, 512 "
                                          "on CUDA)."),
@@ -96,12 +102,11 @@ def command(
     batch_size: int | None = typer.Option(None, "--batch-size", show_default=False,
                                           help="Tiles per forward pass (default 1 on CPU, 4 on "
                                                "CUDA)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = device_option(),
     cog: bool = typer.Option(False, "--cog", help="Write a Cloud Optimized GeoTIFF with "
                                                   "overviews."),
-    co: list[str] | None = typer.Option(None, "--co", metavar="KEY=VALUE", show_default=False,
-                                        help="GDAL creation option (repeatable)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    co: list[str] | None = creation_options_option("GDAL creation option (repeatable)."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Super-resolve rasters with a trained model (or a classical baseline), tile by tile."""
     import sys
@@ -109,10 +114,10 @@ def command(
 
     from rich.console import Console
 
-    from satsr.data.raster import parse_bands
+    from satsr.data.raster import check_output, parse_bands
     from satsr.errors import UpscaleWarning
     from satsr.inference.engine import load_engine
-    from satsr.inference.writer import check_target, upscale_raster
+    from satsr.inference.writer import upscale_raster
 
     _check_values(tile, overlap, batch_size, bands, scale)
     files, several = expand_inputs(inputs)
@@ -128,7 +133,7 @@ def command(
             raise SatsrError(f"several inputs share the output name {sorted(dup)[0]}")
     else:
         targets = [out / files[0].name if out.is_dir() else out]
-        check_target(files[0], targets[0], overwrite)
+        check_output(targets[0], overwrite, source=files[0])
     engine = load_engine(model, method, scale, device)
     _check_tiling(engine.device.type, tile, overlap)
     err = Console(stderr=True)

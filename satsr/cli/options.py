@@ -4,13 +4,16 @@ and the policies behind them: output overwrite, device, creation options, error 
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from typing import Any
+
+import typer
 
 from satsr.errors import SatsrError
 
 #: Library argument names whose CLI spelling is not `--` + the name with dashes.
 FLAG_NAMES = {"models": "--model", "methods": "--method", "metrics": "--metric",
-              "degradations": "--degradation", "data": "DATA"}
+              "degradations": "--degradation", "data": "DATA", "config_file": "--config",
+              "sources": "SRC", "inputs": "IN"}
 
 
 def flag(name: str) -> str:
@@ -21,16 +24,19 @@ def flag(name: str) -> str:
 def cli_message(exc: SatsrError) -> str:
     """A library error as the CLI words it: the arguments it names shown as flags.
 
-    Words that are part of a path or file name (/runs/data, data.tif) are left alone.
+    Left alone: words of a path or file name (/runs/data, data.tif) and a name counted by the
+    number before it ("reads 3 bands" speaks of bands, not of --bands).
     """
-    def words(token: str) -> str:
-        if token.startswith(("/", "~", ".")) or "\\" in token or re.search(r"\.\w", token):
-            return token
+    parts = re.split(r"(\s+)", str(exc))
+    for i in range(0, len(parts), 2):
+        token, before = parts[i], parts[i - 2] if i >= 2 else ""
+        if token.startswith(("/", "~", ".")) or "\\" in token or re.search(r"\.\w", token) \
+                or re.fullmatch(r"\(?[\d.,]+", before):
+            continue
         for name in exc.options:
             token = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag(name), token)
-        return token
-
-    return "".join(words(t) for t in re.split(r"(\s+)", str(exc)))
+        parts[i] = token
+    return "".join(parts)
 
 
 def parse_creation_options(items: list[str] | None) -> dict[str, str]:
@@ -44,10 +50,46 @@ def parse_creation_options(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def check_output(path: Path, overwrite: bool) -> None:
-    """The overwrite policy of output files: refuse an existing one unless --overwrite, and
-    refuse an output whose folder does not exist (before any work is done)."""
-    if path.exists() and not overwrite:
-        raise SatsrError(f"{path} exists (use --overwrite to replace it)")
-    if not path.resolve().parent.is_dir():
-        raise SatsrError(f"output folder does not exist: {path.resolve().parent}")
+# ------------------------------------------------------------------ options of several verbs
+# Each returns a fresh Typer declaration; the verbs say only what differs (the help of an
+# output option names their output).
+
+#: The devices every verb accepts (resolved by satsr.nn.device.resolve_device).
+DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N."
+BANDS_HELP = "1-based bands, e.g. 1,2,3 (default: all but alpha)."
+NODATA_HELP = "Nodata value for files that declare none (e.g. 0 for black corners)."
+
+
+def overwrite_option(help: str = "Replace existing outputs.") -> Any:
+    """--overwrite: without it an existing output is refused (satsr.data.raster.check_output)."""
+    return typer.Option(False, "--overwrite", help=help)
+
+
+def device_option() -> Any:
+    """--device, for every verb that runs a network."""
+    return typer.Option("auto", "--device", help=DEVICE_HELP)
+
+
+def bands_option() -> Any:
+    """--bands: which bands of the input rasters are read."""
+    return typer.Option(None, "--bands", show_default=False, help=BANDS_HELP)
+
+
+def nodata_option() -> Any:
+    """--nodata: the nodata value of inputs that declare none."""
+    return typer.Option(None, "--nodata", show_default=False, help=NODATA_HELP)
+
+
+def creation_options_option(help: str) -> Any:
+    """--co KEY=VALUE (repeatable): GDAL creation options of the written rasters."""
+    return typer.Option(None, "--co", metavar="KEY=VALUE", show_default=False, help=help)
+
+
+def model_option(help: str) -> Any:
+    """--model / -m: a model file, run folder or bundled model name."""
+    return typer.Option(None, "--model", "-m", show_default=False, help=help)
+
+
+def progress_option() -> Any:
+    """--progress/--no-progress (verbs without it show a bar when stderr is a terminal)."""
+    return typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")

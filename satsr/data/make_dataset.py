@@ -39,6 +39,7 @@ from satsr.data.index import INDEX_NAME, SPLITS
 from satsr.data.raster import (
     atomic_dir,
     atomic_path,
+    check_output,
     gdal_env,
     ground_resolution,
     open_raster,
@@ -200,16 +201,6 @@ class BandHistograms:
 
 # -------------------------------------------------------------------------------- helpers
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    """Fail early (before any work) on an output that atomic_dir would refuse."""
-    if out.exists() and not out.is_dir():
-        raise SatsrError(f"output exists and is not a folder: {out}")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise SatsrError(f"output folder {out} is not empty (use --overwrite to replace it)")
-    if not out.resolve().parent.is_dir():
-        raise SatsrError(f"output folder's parent does not exist: {out.resolve().parent}")
-
-
 def _creation_options(dtype: str, extra: dict[str, str] | None) -> dict[str, Any]:
     """Deterministic GeoTIFF creation options for chips (DEFLATE, predictor by dtype)."""
     kind = np.dtype(dtype).kind
@@ -227,7 +218,8 @@ def _open_source(path: str | Path, size: int, bands: list[int] | None,
         ds = open_raster(path)
     try:
         if ds.width < size or ds.height < size:
-            raise SatsrError(f"{path} is {ds.width}x{ds.height} px, smaller than --size {size}")
+            raise SatsrError(f"{path} is {ds.width}x{ds.height} px, smaller than size {size}",
+                             option="size")
         sel = select_bands(ds, bands)
         if not sel:
             raise SatsrError(f"{path} has no band to learn (only alpha bands)")
@@ -355,15 +347,17 @@ def make_dataset(
     if len({str(s) for s in sources}) != len(sources):
         raise SatsrError("a source is listed twice")
     if size < 8:
-        raise SatsrError(f"--size must be at least 8 px, not {size}")
+        raise SatsrError(f"size must be at least 8 px, not {size}", option="size")
     if count < 1:
-        raise SatsrError(f"--count must be at least 1, not {count}")
+        raise SatsrError(f"count must be at least 1, not {count}", option="count")
     if seed < 0:
-        raise SatsrError(f"--seed must be >= 0, not {seed}")
+        raise SatsrError(f"seed must be >= 0, not {seed}", option="seed")
     if not 0.0 <= max_nodata <= 1.0:
-        raise SatsrError(f"--max-nodata is a fraction from 0 to 1, not {max_nodata}")
+        raise SatsrError(f"max_nodata is a fraction from 0 to 1, not {max_nodata}",
+                         option="max_nodata")
     if block is not None and block < size:
-        raise SatsrError(f"--block ({block}) must be at least --size ({size})")
+        raise SatsrError(f"block ({block}) must be at least size ({size})",
+                         option=("block", "size"))
     plan = (split_file if isinstance(split_file, SplitFile) or split_file is None
             else SplitFile.read(split_file))
     if plan is not None and block is not None:
@@ -371,7 +365,7 @@ def make_dataset(
                          "file, not both")
     fractions = parse_split(split)
     out = Path(out)
-    _check_out(out, overwrite)
+    check_output(out, overwrite, folder=True)
     band_list = list(bands) if bands is not None else None
     aoi_geom = read_aoi(aoi) if aoi is not None else None
     max_invalid = int(math.floor(max_nodata * size * size + 1e-9))
@@ -399,7 +393,8 @@ def make_dataset(
             aoi_px = None
             if aoi_geom is not None:
                 if not s.georef:
-                    raise SatsrError(f"--aoi needs georeferenced sources; {s.path} has no CRS")
+                    raise SatsrError(f"aoi needs georeferenced sources; {s.path} has no CRS",
+                                     option="aoi")
                 aoi_px = aoi_in_pixels(aoi_geom[0], aoi_geom[1], s.ds)
                 bounds = box(0, 0, s.ds.width, s.ds.height)
                 if not aoi_px.intersects(bounds):
@@ -429,7 +424,8 @@ def make_dataset(
         usable = [b for b in blocks if b.usable > 0]
         if not usable:
             raise SatsrError(f"no {size}x{size} chip can be cut: every position breaks "
-                             f"--max-nodata {max_nodata:g}" + (" or the AOI" if aoi else ""))
+                             f"max_nodata {max_nodata:g}" + (" or the AOI" if aoi else ""),
+                             option="max_nodata")
         if plan is None:
             assign_splits(usable, fractions, np.random.default_rng([seed, 1]))
         if write_split is not None:
@@ -450,11 +446,12 @@ def make_dataset(
             most = max_feasible(count, fractions, capacity)
             short = ", ".join(f"{sp} holds {c}" for sp, c, f in zip(SPLITS, capacity, fractions,
                                                                      strict=True) if f > 0)
-            raise SatsrError(f"--count {count} cannot be met with --split "
-                             f"{','.join(f'{f:g}' for f in fractions)} and --max-nodata "
+            raise SatsrError(f"count {count} cannot be met with split "
+                             f"{','.join(f'{f:g}' for f in fractions)} and max_nodata "
                              f"{max_nodata:g} ({short} distinct positions): at most {most} "
-                             f"chips could be cut (a smaller --size or --block, or a larger "
-                             f"--max-nodata, gives more)")
+                             f"chips could be cut (a smaller size or block, or a larger "
+                             f"max_nodata, gives more)",
+                             option=("count", "split", "max_nodata", "size", "block"))
         uid = {id(b): k for k, b in enumerate(blocks)}
         chips: list[_Chip] = []
         for si, sp in enumerate(SPLITS):

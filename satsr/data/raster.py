@@ -193,14 +193,15 @@ def parse_bands(spec: str | None) -> list[int] | None:
     if spec is None:
         return None
     if not spec.strip():
-        raise SatsrError("--bands is empty: give 1-based band numbers like 1,2,3, or leave "
-                         "--bands out for every band but alpha")
+        raise SatsrError("bands is empty: give 1-based band numbers like 1,2,3, or leave "
+                         "bands out for every band but alpha", option="bands")
     try:
         bands = [int(s) for s in spec.split(",")]
     except ValueError as exc:
-        raise SatsrError(f"--bands takes 1-based band numbers like 1,2,3, not {spec!r}") from exc
+        raise SatsrError(f"bands takes 1-based band numbers like 1,2,3, not {spec!r}",
+                         option="bands") from exc
     if len(set(bands)) != len(bands):
-        raise SatsrError(f"--bands lists a band twice: {spec}")
+        raise SatsrError(f"bands lists a band twice: {spec}", option="bands")
     return bands
 
 
@@ -397,6 +398,36 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
                         os.unlink(e.path)
 
 
+def check_output(path: str | Path, overwrite: bool, *, folder: bool = False,
+                 source: str | Path | None = None) -> None:
+    """The overwrite policy of every output, checked before any work is done.
+
+    An existing output is refused unless `overwrite` (a `folder` output: a non-empty one), so
+    is an output of the wrong kind (a folder for a file, a file for a folder), a file output
+    that is its own `source`, and an output whose parent folder does not exist.
+    """
+    path = Path(path)
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise SatsrError(f"output exists and is not a folder: {path}")
+        if path.is_dir() and any(path.iterdir()) and not overwrite:
+            raise SatsrError(f"output folder {path} is not empty (use overwrite to replace it)",
+                             option="overwrite")
+    else:
+        if path.is_dir():
+            raise SatsrError(f"output is a folder, not a file: {path}")
+        if path.exists():
+            if source is not None and Path(source).exists() and \
+                    path.resolve() == Path(source).resolve():
+                raise SatsrError(f"output would replace its own input: {path}")
+            if not overwrite:
+                raise SatsrError(f"output exists: {path} (use overwrite to replace it)",
+                                 option="overwrite")
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise SatsrError(f"output folder does not exist: {parent}")
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Build a folder beside `target` and move it into place only on success.
@@ -406,13 +437,8 @@ def atomic_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
     on an exception, by the next build of `target` after a kill -9).
     """
     target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise SatsrError(f"output exists and is not a folder: {target}")
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise SatsrError(f"output folder {target} is not empty (use --overwrite to replace it)")
+    check_output(target, overwrite, folder=True)
     parent = target.resolve().parent
-    if not parent.is_dir():
-        raise SatsrError(f"output folder's parent does not exist: {parent}")
     _clean_before_write(parent / target.name)
     tmp = Path(tempfile.mkdtemp(prefix=_part_prefix(target), suffix=".part", dir=parent))
     try:

@@ -89,13 +89,15 @@ def parse_split(spec: str | Sequence[float]) -> tuple[float, float, float]:
     try:
         parts = [float(s) for s in spec.split(",")] if isinstance(spec, str) else list(spec)
     except ValueError as exc:
-        raise SatsrError(f"--split takes three fractions like 0.8,0.1,0.1, not {spec!r}") from exc
+        raise SatsrError(f"split takes three fractions like 0.8,0.1,0.1, not {spec!r}",
+                         option="split") from exc
     if len(parts) != 3 or any(not math.isfinite(p) or p < 0 for p in parts) or sum(parts) <= 0:
-        raise SatsrError(f"--split takes three non-negative fractions like 0.8,0.1,0.1, "
-                         f"not {spec!r}")
+        raise SatsrError(f"split takes three non-negative fractions like 0.8,0.1,0.1, "
+                         f"not {spec!r}", option="split")
     total = sum(parts)
     if abs(total - 1.0) > 1e-6:
-        raise SatsrError(f"--split fractions must add up to 1 (got {total:g} from {spec!r})")
+        raise SatsrError(f"split fractions must add up to 1 (got {total:g} from {spec!r})",
+                         option="split")
     return (parts[0], parts[1], parts[2])
 
 

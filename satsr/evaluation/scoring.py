@@ -82,7 +82,8 @@ def model_method(path: str | Path, data_scaling: BandScaling, scale: int,
                          f"{data_scaling.bands} bands")
     if int(meta["arch"]["scale"]) != scale:
         raise SatsrError(f"model {path} upscales x{meta['arch']['scale']} but this evaluation "
-                         f"is x{scale} (pass --scale or evaluate models of one scale together)")
+                         f"is x{scale} (pass scale or evaluate models of one scale together)",
+                         option="scale")
     gen, meta = load_model(path, device)
     ms = model_scaling(meta)
     same = ms.to_dict() == data_scaling.to_dict()
@@ -121,17 +122,19 @@ def parse_rgb(spec: str | None, bands: int) -> list[int]:
             return [0, 1, 2]
         if bands == 1:
             return [0, 0, 0]
-        raise SatsrError(f"the data has {bands} bands: choose three with --rgb (e.g. 1,2,2)")
+        raise SatsrError(f"the data has {bands} bands: choose three with rgb (e.g. 1,2,2)",
+                         option="rgb")
     try:
         idx = [int(s) for s in spec.split(",")]
     except ValueError as exc:
-        raise SatsrError(f"--rgb takes three 1-based band numbers like 1,2,3, not {spec!r}"
-                         ) from exc
+        raise SatsrError(f"rgb takes three 1-based band numbers like 1,2,3, not {spec!r}",
+                         option="rgb") from exc
     if len(idx) != 3:
-        raise SatsrError(f"--rgb takes exactly three band numbers, not {spec!r}")
+        raise SatsrError(f"rgb takes exactly three band numbers, not {spec!r}", option="rgb")
     bad = [i for i in idx if not 1 <= i <= bands]
     if bad:
-        raise SatsrError(f"--rgb band {bad[0]} out of range: the data has bands 1..{bands}")
+        raise SatsrError(f"rgb band {bad[0]} out of range: the data has bands 1..{bands}",
+                         option="rgb")
     return [i - 1 for i in idx]
 
 
@@ -463,7 +466,8 @@ def score_samples(samples: Iterable[Sample], methods: Sequence[Method], metrics:
             if lp and min(hr.shape[-2:]) < LPIPS_MIN_SIZE:
                 raise SatsrError(f"{batch[0].label}: LPIPS needs images of at least "
                                  f"{LPIPS_MIN_SIZE}x{LPIPS_MIN_SIZE} pixels, got "
-                                 f"{hr.shape[-1]}x{hr.shape[-2]} (use --metric l2,dssim,psnr)")
+                                 f"{hr.shape[-1]}x{hr.shape[-2]} (use metrics l2,dssim,psnr)",
+                                 option="metrics")
             for m in names:
                 p_rgb = preds[m][:, rgb_idx]
                 for i in range(len(batch)):
@@ -727,15 +731,16 @@ def check_same_grid(dp: Any, dr: Any, pred: str | Path, ref: str | Path) -> None
         raise SatsrError(f"{has} is georeferenced but {lacks} is not: cannot tell that they "
                          "cover the same ground")
     if dp.crs != dr.crs:
-        raise SatsrError(f"--pred and --ref are in different CRSs: {pred} ({_grid(dp)}) vs "
-                         f"{ref} ({_grid(dr)})")
+        raise SatsrError(f"pred and ref are in different CRSs: {pred} ({_grid(dp)}) vs "
+                         f"{ref} ({_grid(dr)})", option=("pred", "ref"))
     to_ref = ~dr.transform @ dp.transform  # pred pixel -> ref pixel
     w, h = dr.width, dr.height
     off = max(math.hypot(*(np.subtract(to_ref @ (x, y), (x, y))))
               for x, y in ((0, 0), (w, 0), (0, h), (w, h)))
     if off > GRID_TOLERANCE:
-        raise SatsrError(f"--pred and --ref are not on the same pixel grid (up to {off:.3g} px "
-                         f"apart): {pred} ({_grid(dp)}) vs {ref} ({_grid(dr)})")
+        raise SatsrError(f"pred and ref are not on the same pixel grid (up to {off:.3g} px "
+                         f"apart): {pred} ({_grid(dp)}) vs {ref} ({_grid(dr)})",
+                         option=("pred", "ref"))
 
 
 def pair_samples(pred: str | Path, ref: str | Path, chip: int = 256, name: str | None = None,
@@ -755,12 +760,12 @@ def pair_samples(pred: str | Path, ref: str | Path, chip: int = 256, name: str |
     with gdal_env(), open_raster(pred) as dp, open_raster(ref) as dr:
         ip, ir = select_bands(dp, None), select_bands(dr, None)
         if (dp.height, dp.width, len(ip)) != (dr.height, dr.width, len(ir)):
-            raise SatsrError(f"--pred and --ref differ in shape: {pred} is {dp.width}x"
+            raise SatsrError(f"pred and ref differ in shape: {pred} is {dp.width}x"
                              f"{dp.height}x{len(ip)} bands, {ref} is {dr.width}x{dr.height}x"
-                             f"{len(ir)} bands")
+                             f"{len(ir)} bands", option=("pred", "ref"))
         if dp.dtypes[ip[0] - 1] != dr.dtypes[ir[0] - 1]:
-            raise SatsrError(f"--pred is {dp.dtypes[ip[0] - 1]} but --ref is "
-                             f"{dr.dtypes[ir[0] - 1]}")
+            raise SatsrError(f"pred is {dp.dtypes[ip[0] - 1]} but ref is "
+                             f"{dr.dtypes[ir[0] - 1]}", option=("pred", "ref"))
         check_same_grid(dp, dr, pred, ref)
         width, height = dr.width, dr.height
         wins = [Window(x, y, w, h) for y, h in _even_windows(height, chip, 1)

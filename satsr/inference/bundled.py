@@ -80,5 +80,6 @@ def default_model_path() -> Path:
     m = bundled_model(DEFAULT_MODEL)
     if m is None:
         raise SatsrError(f"the bundled default model {DEFAULT_MODEL}.safetensors is missing "
-                         f"from {MODELS_DIR} (a broken install?): give --model or --method")
+                         f"from {MODELS_DIR} (a broken install?): give model or method",
+                         option=("model", "method"))
     return m.path

@@ -69,9 +69,9 @@ class Engine:
         from satsr.data.degrade import upsample
 
         if method not in METHODS:
-            raise SatsrError(f"--method takes bicubic or nearest, not {method!r}")
+            raise SatsrError(f"method takes bicubic or nearest, not {method!r}", option="method")
         if scale not in (2, 4, 8):
-            raise SatsrError(f"--scale must be 2, 4 or 8, not {scale}")
+            raise SatsrError(f"scale must be 2, 4 or 8, not {scale}", option="scale")
         radius = 2 if method == "bicubic" else 0
 
         def fwd(x: torch.Tensor) -> torch.Tensor:

@@ -107,19 +107,6 @@ def output_driver(src_driver: str, dst: Path) -> str:
     return src_driver if src_driver in ("PNG", "JPEG") else "GTiff"
 
 
-def check_target(src: Path, dst: Path, overwrite: bool) -> None:
-    """Fail before any work on an output we must not or cannot write."""
-    if not dst.parent.is_dir():
-        raise SatsrError(f"output folder does not exist: {dst.parent}")
-    if dst.is_dir():
-        raise SatsrError(f"output is a folder, not a file: {dst}")
-    if dst.exists():
-        if src.exists() and dst.resolve() == src.resolve():
-            raise SatsrError(f"output would replace its own input: {dst}")
-        if not overwrite:
-            raise SatsrError(f"output exists: {dst} (use --overwrite to replace it)")
-
-
 def raster_scaling(ds: Any, bands: Sequence[int], dtype: str,
                    nodata: float | None = None) -> BandScaling:
     """The baselines' band scaling: fixed for uint8, else exact per-band min/max of valid pixels.
@@ -201,11 +188,11 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
-    from satsr.data.raster import atomic_path, gdal_env, open_raster
+    from satsr.data.raster import atomic_path, check_output, gdal_env, open_raster
 
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
-    check_target(src, dst, overwrite)
+    check_output(dst, overwrite, source=src)
     if isinstance(model, Engine):
         if method is not None or scale is not None:
             raise SatsrError("method and scale apply when model is not an Engine",
@@ -289,7 +276,7 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
         pick = (data + [b for b in range(1, ds.count + 1) if b not in data])[:n]
         raise SatsrError(f"{src}: the model reads {n} bands but {len(sel)} are selected "
                          f"(bands {','.join(map(str, sel))} of {ds.count}); choose {n} with "
-                         f"--bands, e.g. --bands {','.join(map(str, sorted(pick)))}")
+                         f"bands, e.g. bands {','.join(map(str, sorted(pick)))}", option="bands")
     if engine.scaling is not None:
         if np.dtype(engine.scaling.dtype) != np.dtype(dtype):
             raise SatsrError(f"{src} is {dtype} but the model was trained on "
@@ -305,7 +292,8 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
                   and MaskFlags.alpha not in flags)
     driver = output_driver(ds.driver, dst)
     if cog and driver != "GTiff":
-        raise SatsrError(f"--cog writes a GeoTIFF: name the output .tif, not {dst.name}")
+        raise SatsrError(f"cog writes a GeoTIFF: name the output .tif, not {dst.name}",
+                         option="cog")
     count = len(sel) + len(alpha)
     if driver == "JPEG" and (dtype != "uint8" or count not in (1, 3)):
         raise SatsrError(f"JPEG output holds 1 or 3 uint8 bands, not {count} x {dtype}: "

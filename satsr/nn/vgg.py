@@ -111,14 +111,15 @@ def vgg19_weights_path(path: str | Path | None = None) -> Path:
         if not p.is_file():
             raise MissingWeightsError(
                 f"VGG19 weights not found: {p} does not exist (get {WEIGHTS_FILE} from "
-                f"{torchvision_url('vgg19')} and pass its path to --vgg-weights)")
+                f"{torchvision_url('vgg19')} and pass its path to vgg_weights)",
+                                      option="vgg_weights")
         return p
     folder = torch_checkpoints_dir()
     p = folder / WEIGHTS_FILE
     if not p.is_file():
         raise MissingWeightsError(
             f"VGG19 weights not found: put {WEIGHTS_FILE} (from {torchvision_url('vgg19')}) "
-            f"in {folder}, or pass --vgg-weights PATH")
+            f"in {folder}, or pass vgg_weights PATH", option="vgg_weights")
     return p
 
 

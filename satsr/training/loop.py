@@ -157,7 +157,8 @@ class Trainer:
             self.scaling = BandScaling.from_dict(ckpt["scaling"])  # the model's own numbers
         if self.variant.phi == "vgg" and self.bands != 3:
             raise SatsrError(f"variant {cfg.variant} uses VGG19, which reads 3-band RGB; this "
-                             f"dataset has {self.bands} bands (make one with --bands 1,2,3)")
+                             f"dataset has {self.bands} bands (make one with bands 1,2,3)",
+                             option="bands")
 
         # ---- networks (VGG first: missing weights fail before anything is written)
         vgg: nn.Module | None = None
@@ -564,7 +565,7 @@ class Trainer:
         if stopped:
             raise TrainingStopped(
                 f"interrupted at iteration {self.iteration}: checkpoint saved in "
-                f"{self.rundir.checkpoint} (continue with --resume)")
+                f"{self.rundir.checkpoint} (continue with resume)", option="resume")
         return result
 
     @contextlib.contextmanager

@@ -133,11 +133,11 @@ class RunDir:
             return load_checkpoint(self.checkpoint)
         if run.is_dir() and any(run.iterdir()):
             if not overwrite:
-                raise SatsrError(f"run folder {run} is not empty (use --resume to continue it "
-                                 "or --overwrite to start again)")
+                raise SatsrError(f"run folder {run} is not empty (use resume to continue it "
+                                 "or overwrite to start again)", option=("resume", "overwrite"))
             if not any((run / m).exists() for m in RUN_MARKERS):
                 raise SatsrError(f"{run} is not empty and does not look like a satsr run: "
-                                 "refusing to delete it with --overwrite")
+                                 "refusing to delete it with overwrite", option="overwrite")
         if not run.resolve().parent.is_dir():
             raise SatsrError(f"run folder's parent does not exist: {run.resolve().parent}")
         return None
