@@ -4,13 +4,13 @@ The public Python API (the CLI verbs are thin wrappers around it)::
 
     import satsr
 
-    satsr.make_dataset(["big.tif"], "chips", size=128, count=200)
-    run = satsr.train(data="chips", out="run", iterations=100)
+    satsr.make_dataset(["big.tif"], "chips", size=128, count=100)
+    satsr.train(data="chips", out="run", iterations=100, hr_size=64)
     satsr.upscale_raster("small.tif", "small_x4.tif", model="run")
-    print(satsr.evaluate("chips", models=["run"], methods=["bicubic"]).summary())
+    print(satsr.evaluate("chips", models=["run"], methods=["bicubic"], metrics=["psnr"]).summary())
 
-Names are imported on first use, so `import satsr` (and the CLI's start-up) does not import
-torch.
+(the README's example; tests/test_api.py runs it on tiny data). Names are imported on first
+use, so `import satsr` (and the CLI's start-up) does not import torch.
 """
 
 from __future__ import annotations

@@ -13,7 +13,15 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from satsr.data.raster import check_output
 from satsr.errors import SatsrError
+from satsr.evaluation import scoring as ev
+from satsr.evaluation.metrics import METRICS
+from satsr.inference.bundled import SAMPLE, default_model_path
+from satsr.inference.engine import load_engine
+from satsr.inference.modelfile import model_scaling, resolve_model_path
+from satsr.inference.writer import upscale_raster
+from satsr.nn.device import resolve_device
 
 OUTPUTS = ("sample_x4.tif", "side_by_side.png", "eval.json", "eval.csv")
 
@@ -36,15 +44,6 @@ def run_demo(out: str | Path, *, model: str | Path | None = None, sample: str | 
              device: str = "auto", overwrite: bool = False, progress: bool = False,
              figure_crop: int = 128) -> DemoResult:
     """Run the demo into folder `out` (created if needed); existing outputs need `overwrite`."""
-    from satsr.data.raster import check_output
-    from satsr.evaluation import scoring as ev
-    from satsr.evaluation.metrics import METRICS
-    from satsr.inference.bundled import SAMPLE, default_model_path
-    from satsr.inference.engine import load_engine
-    from satsr.inference.modelfile import model_scaling, resolve_model_path
-    from satsr.inference.writer import upscale_raster
-    from satsr.nn.device import resolve_device
-
     out = Path(out)
     sample = Path(sample) if sample is not None else SAMPLE
     if not sample.is_file():

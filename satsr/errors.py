@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
+from typing import TextIO
 
 
 class SatsrError(Exception):
@@ -96,3 +100,22 @@ def printable(text: object) -> str:
     if "\n" not in s and "\r" not in s:
         return s
     return " ".join(part.strip() for part in s.splitlines() if part.strip())
+
+
+@contextlib.contextmanager
+def showing_warnings(kind: type[Warning], show: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, every warning of class `kind` (a repeated one too) goes to `show` as
+    its message, as it happens; other warnings go where they went before."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", kind)
+        before = warnings.showwarning
+
+        def emit(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: TextIO | None = None, line: str | None = None) -> None:
+            if issubclass(category, kind):
+                show(str(message))
+            else:
+                before(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = emit
+        yield

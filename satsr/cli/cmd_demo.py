@@ -8,6 +8,10 @@ import typer
 
 from satsr.cli.options import device_option, model_option, overwrite_option
 
+# Deferred imports: torch, rasterio and rich (and the satsr modules that import them) are
+# imported inside the command, so that `satsr --help` and every other verb start without
+# them.
+
 
 def command(
     out: Path = typer.Option(Path("satsr-demo"), "--out", "-o",

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from satsr.cli.options import device_option, overwrite_option, progress_option
-from satsr.evaluation.scoring import PAIR_MAX_PIXELS
+from satsr.errors import MetricUnavailableWarning, showing_warnings
+from satsr.evaluation.scoring import PAIR_MAX_PIXELS, write_figure
+
+# Deferred imports: torch, rasterio and rich (and the satsr modules that import them) are
+# imported inside the command, so that `satsr --help` and every other verb start without
+# them.
 
 
 def command(
@@ -88,32 +92,19 @@ def command(
     Student-t 95% CI. With --pred/--ref, the pair is scored whole when it has at most
     --max-pixels pixels and no nodata; otherwise per --chip-size piece (see --max-pixels).
     """
-    import warnings
 
     from rich.console import Console
 
     from satsr.data.raster import check_output
-    from satsr.errors import MetricUnavailableWarning
     from satsr.evaluation.evaluate import evaluate
-    from satsr.evaluation.scoring import write_figure
 
-    for out in (json_out, csv_out, figure):
-        if out is not None:
-            check_output(out, overwrite)
+    for target in (json_out, csv_out, figure):
+        if target is not None:
+            check_output(target, overwrite)
     err = Console(stderr=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", MetricUnavailableWarning)
-        show = warnings.showwarning
-
-        def emit(message: Warning | str, category: type[Warning], *args: Any,
-                 **kwargs: Any) -> None:
-            if issubclass(category, MetricUnavailableWarning):
-                err.print(f"[yellow]warning:[/yellow] {message}", highlight=False,
-                          soft_wrap=True)
-            else:
-                show(message, category, *args, **kwargs)
-
-        warnings.showwarning = emit
+    with showing_warnings(MetricUnavailableWarning,
+                          lambda msg: err.print(f"[yellow]warning:[/yellow] {msg}",
+                                                highlight=False, soft_wrap=True)):
         result = evaluate(data or None, models=model or (), methods=method or None,
                           metrics=metric or None, pred=pred, ref=ref, colorspace=colorspace,
                           rgb=rgb, scale=scale, degradations=degradation or None, seed=seed,

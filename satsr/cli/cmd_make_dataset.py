@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -13,6 +14,11 @@ from satsr.cli.options import (
     overwrite_option,
     parse_creation_options,
 )
+from satsr.errors import SatsrWarning, showing_warnings
+
+# Deferred imports: torch, rasterio and rich (and the satsr modules that import them) are
+# imported inside the command, so that `satsr --help` and every other verb start without
+# them.
 
 
 def command(
@@ -49,16 +55,16 @@ def command(
         help="Also save the blocks and splits used as a split file, for later datasets."),
 ) -> None:
     """Cut random chips from big rasters into train/val/test splits that never overlap."""
-    import sys
 
     from rich.console import Console
     from rich.table import Table
 
-    from satsr.data.make_dataset import make_dataset, warnings_to
+    from satsr.data.make_dataset import make_dataset
     from satsr.data.raster import parse_bands
 
     err = Console(stderr=True)
-    with warnings_to(lambda msg: print(f"satsr: warning: {msg}", file=sys.stderr)):
+    with showing_warnings(SatsrWarning,
+                          lambda msg: print(f"satsr: warning: {msg}", file=sys.stderr)):
         summary = make_dataset(
             sources, out, size=size, count=count, seed=seed, split=split, aoi=aoi,
             max_nodata=max_nodata, nodata=nodata, bands=parse_bands(bands), block=block,

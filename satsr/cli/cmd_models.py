@@ -2,30 +2,35 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import typer
 
+from satsr.errors import SatsrError
 from satsr.evaluation.layout import FirstThatFits
+from satsr.inference.bundled import DEFAULT_MODEL, MODELS_DIR, bundled_models
+
+# Deferred imports: torch, rasterio and rich (and the satsr modules that import them) are
+# imported inside the command, so that `satsr --help` and every other verb start without
+# them.
 
 
 def command(
     as_json: bool = typer.Option(False, "--json", help="Print the metadata as JSON."),
 ) -> None:
     """List the bundled models (the default first) with their training metadata."""
-    import json
 
     from rich.console import Console
 
-    from satsr.errors import SatsrError
-    from satsr.inference.bundled import DEFAULT_MODEL, MODELS_DIR, bundled_models
+    from satsr.inference.modelfile import read_metadata
 
     models = bundled_models()
     if not models:
         raise SatsrError(f"no bundled models in {MODELS_DIR} (a broken install?)")
     if as_json:
         doc = [{"name": m.name, "default": m.name == DEFAULT_MODEL, "path": str(m.path),
-                "card": str(m.card) if m.card else None, "metadata": m.metadata()}
+                "card": str(m.card) if m.card else None, "metadata": read_metadata(m.path)}
                for m in models]
         typer.echo(json.dumps(doc, indent=2))
         return
@@ -48,7 +53,9 @@ COLUMNS = (("name", "name"), ("variant", "variant"), ("scale", "scale"), ("bands
 
 def _row(m: Any, default: bool) -> dict[str, str]:
     """One bundled model's facts as short strings (files by name: their folder is printed once)."""
-    meta = m.metadata()
+    from satsr.inference.modelfile import read_metadata
+
+    meta = read_metadata(m.path)
     arch = meta.get("arch", {})
     return {
         "name": m.name + (" (default)" if default else ""),

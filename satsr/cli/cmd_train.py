@@ -15,7 +15,12 @@ from typing import Any
 import typer
 
 from satsr.cli.options import flag, overwrite_option
-from satsr.training.config import CHANGEABLE_ON_RESUME, TrainConfig
+from satsr.errors import SatsrError
+from satsr.training.config import CHANGEABLE_ON_RESUME, TrainConfig, resolve_config
+
+# Deferred imports: torch, rasterio and rich (and the satsr modules that import them) are
+# imported inside the command, so that `satsr --help` and every other verb start without
+# them.
 
 _TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 
@@ -90,8 +95,6 @@ def command(**kwargs: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from satsr.errors import SatsrError
-    from satsr.training.config import resolve_config
     from satsr.training.loop import train
 
     config, resume = kwargs.pop("config"), kwargs.pop("resume")

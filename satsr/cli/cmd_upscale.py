@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+import sys
 from pathlib import Path
 
 import typer
@@ -16,12 +18,15 @@ from satsr.cli.options import (
     overwrite_option,
     parse_creation_options,
 )
-from satsr.errors import SatsrError
+from satsr.errors import SatsrError, UpscaleWarning, showing_warnings
+
+# Deferred imports: torch, rasterio and rich (and the satsr modules that import them) are
+# imported inside the command, so that `satsr --help` and every other verb start without
+# them.
 
 
 def expand_inputs(items: list[Path]) -> tuple[list[Path], bool]:
     """Inputs as given, folders (their rasters) and quoted globs -> (files, several?)."""
-    import glob
 
     from satsr.inference.writer import RASTER_SUFFIXES
 
@@ -109,13 +114,10 @@ def command(
     overwrite: bool = overwrite_option(),
 ) -> None:
     """Super-resolve rasters with a trained model (or a classical baseline), tile by tile."""
-    import sys
-    import warnings
 
     from rich.console import Console
 
     from satsr.data.raster import check_output, parse_bands
-    from satsr.errors import UpscaleWarning
     from satsr.inference.engine import load_engine
     from satsr.inference.writer import upscale_raster
 
@@ -138,17 +140,8 @@ def command(
     _check_tiling(engine.device.type, tile, overlap)
     err = Console(stderr=True)
     failed = 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", UpscaleWarning)
-        show = warnings.showwarning
-
-        def emit(message, category, *args, **kwargs):  # type: ignore[no-untyped-def]
-            if issubclass(category, UpscaleWarning):
-                print(f"satsr: warning: {message}", file=sys.stderr)
-            else:
-                show(message, category, *args, **kwargs)
-
-        warnings.showwarning = emit
+    with showing_warnings(UpscaleWarning,
+                          lambda msg: print(f"satsr: warning: {msg}", file=sys.stderr)):
         for src, dst in zip(files, targets, strict=True):
             try:
                 result = upscale_raster(src, dst, engine, bands=band_list, nodata=nodata,

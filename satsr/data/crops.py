@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
+from satsr.data.raster import gdal_env, open_raster, read_window
 from satsr.data.scaling import BandScaling
 from satsr.errors import SatsrError
 
@@ -30,8 +31,6 @@ _AUG_STREAM = 0xA06
 
 def chip_size(path: Path) -> tuple[int, int]:
     """(height, width) of a chip file, or one clear error."""
-    from satsr.data.raster import open_raster
-
     with open_raster(path) as ds:
         return ds.height, ds.width
 
@@ -39,8 +38,6 @@ def chip_size(path: Path) -> tuple[int, int]:
 def read_crop(path: Path, row: int, col: int, size: int, bands: int) -> np.ndarray:
     """A (bands, size, size) window of a chip in the chip's dtype (one-line errors for a
     missing, unreadable or damaged chip: satsr.data.raster.read_window)."""
-    from satsr.data.raster import gdal_env, open_raster, read_window
-
     with gdal_env(), open_raster(path) as ds:
         if ds.count != bands:
             raise SatsrError(f"chip {path} has {ds.count} bands, the dataset index says "

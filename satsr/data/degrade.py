@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from PIL import Image
 
 from satsr.errors import DegradationError
@@ -481,8 +482,6 @@ def read_pipeline_file(path: str | Path) -> dict[str, Any]:
         elif p.suffix.lower() == ".json":
             doc = json.loads(text)
         else:
-            import yaml
-
             doc = yaml.safe_load(text)
     except Exception as exc:  # parse errors of any of the three formats
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -490,6 +489,15 @@ def read_pipeline_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise DegradationError(f"degradation file {p} must hold a mapping with 'steps'")
     return doc
+
+
+def _sensor_like(description: str, mtf: list[float], read: list[float],
+                 shot: list[float]) -> dict[str, Any]:
+    """A pipeline like a sensor's: optics PSF blur, detector area average, read + shot noise
+    (each parameter a [low, high] range drawn per image)."""
+    return {"description": description,
+            "steps": [{"blur": {"mtf": mtf}}, {"downscale": {"method": "area"}},
+                      {"noise": {"read": read, "shot": shot}}]}
 
 
 #: Named pipelines. Training presets range wider than the eval families they are judged on
@@ -500,15 +508,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "description": "anti-aliased bicubic downscale (what every model before 0.2 saw)",
         "steps": [{"downscale": {"method": "bicubic"}}],
     },
-    "sensor": {
-        "description": "optics PSF (MTF 0.2-0.6 at LR Nyquist), detector area average, "
-                       "read + shot noise",
-        "steps": [
-            {"blur": {"mtf": [0.2, 0.6]}},
-            {"downscale": {"method": "area"}},
-            {"noise": {"read": [0.0, 0.012], "shot": [0.0, 0.02]}},
-        ],
-    },
+    "sensor": _sensor_like("optics PSF (MTF 0.2-0.6 at LR Nyquist), detector area average, "
+                           "read + shot noise", [0.2, 0.6], [0.0, 0.012], [0.0, 0.02]),
     "realistic": {
         "description": "a randomised mix: optional PSF blur, bicubic / area / nearest "
                        "(integer and reprojection-like non-integer) resampling, optional "
@@ -536,15 +537,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "description": "bicubic downscale, then JPEG quality 50-90",
         "steps": [{"downscale": {"method": "bicubic"}}, {"jpeg": {"quality": [50, 90]}}],
     },
-    "blur-noise": {
-        "description": "sensor-like: PSF (MTF 0.3-0.45 at LR Nyquist), area average, "
-                       "read noise 0.3-0.8 % and shot noise 0.5-1.5 % of the band range",
-        "steps": [
-            {"blur": {"mtf": [0.3, 0.45]}},
-            {"downscale": {"method": "area"}},
-            {"noise": {"read": [0.003, 0.008], "shot": [0.005, 0.015]}},
-        ],
-    },
+    "blur-noise": _sensor_like("sensor-like: PSF (MTF 0.3-0.45 at LR Nyquist), area average, "
+                               "read noise 0.3-0.8 % and shot noise 0.5-1.5 % of the band "
+                               "range", [0.3, 0.45], [0.003, 0.008], [0.005, 0.015]),
     "nearest": {
         "description": "nearest-neighbour decimation by the scale",
         "steps": [{"downscale": {"method": "nearest"}}],

@@ -20,7 +20,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from satsr.data.raster import (
     ground_resolution,
     open_raster,
     read_window,
-    select_bands,
+    select_one_dtype,
     valid_mask,
 )
 from satsr.data.sampling import (
@@ -64,6 +64,7 @@ from satsr.data.sampling import (
 from satsr.data.scaling import BandScaling
 from satsr.data.splitfile import SourceSplit, SplitFile
 from satsr.errors import SatsrError, SatsrWarning
+from satsr.progress import progress_bar
 
 #: Version of the index layout written here (see satsr.data.index).
 INDEX_FORMAT = 1
@@ -220,13 +221,7 @@ def _open_source(path: str | Path, size: int, bands: list[int] | None,
         if ds.width < size or ds.height < size:
             raise SatsrError(f"{path} is {ds.width}x{ds.height} px, smaller than size {size}",
                              option="size")
-        sel = select_bands(ds, bands)
-        if not sel:
-            raise SatsrError(f"{path} has no band to learn (only alpha bands)")
-        dtypes = {ds.dtypes[b - 1] for b in sel}
-        if len(dtypes) != 1:
-            raise SatsrError(f"{path}: bands {sel} mix dtypes {sorted(dtypes)}")
-        dtype = dtypes.pop()
+        sel, dtype = select_one_dtype(ds, bands, path, "learn")
         georef = ds.crs is not None
         if not georef:
             warnings.warn(f"{path} has no CRS: its chips carry none and its footprints are in "
@@ -251,41 +246,6 @@ def _all_valid(src: _Source, nodata: float | None) -> bool:
     if nodata is not None or np.dtype(src.dtype).kind == "f":
         return False
     return all(MaskFlags.all_valid in ds.mask_flag_enums[b - 1] for b in range(1, ds.count + 1))
-
-
-def _progress(enabled: bool) -> Any:
-    """A rich progress bar on stderr (a no-op stand-in when disabled)."""
-    if not enabled:
-        return _NoProgress()
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), transient=False)
-
-
-class _NoProgress:
-    def __enter__(self) -> _NoProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, *a: Any, **k: Any) -> int:
-        return 0
-
-    def advance(self, *a: Any, **k: Any) -> None:
-        return None
-
-    def update(self, *a: Any, **k: Any) -> None:
-        return None
 
 
 def _footprints(src: _Source, chips: Sequence[_Chip], size: int) -> list[dict[str, Any]]:
@@ -371,7 +331,7 @@ def make_dataset(
     max_invalid = int(math.floor(max_nodata * size * size + 1e-9))
 
     with gdal_env(), rasterio.Env(GDAL_CACHEMAX=CUT_CACHEMAX), contextlib.ExitStack() as stack, \
-            _progress(progress) as bar:
+            progress_bar(progress) as bar:
         srcs: list[_Source] = []
         for p in sources:
             s = _open_source(p, size, band_list, nodata)
@@ -597,20 +557,3 @@ def _write_index(path: Path, meta: dict[str, Any], features: list[dict[str, Any]
     lines.append(",\n".join(json.dumps(f, separators=(",", ":")) for f in features))
     lines.append("]}")
     path.write_text("\n".join(lines) + "\n")
-
-
-@contextlib.contextmanager
-def warnings_to(emit: Any) -> Iterator[None]:
-    """Route SatsrWarning messages to `emit(message)` as they happen (the CLI's stderr)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", SatsrWarning)
-        previous = warnings.showwarning
-
-        def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-            if issubclass(category, SatsrWarning):
-                emit(str(message))
-            else:
-                previous(message, category, *args, **kwargs)
-
-        warnings.showwarning = show
-        yield

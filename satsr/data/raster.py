@@ -35,7 +35,7 @@ from satsr.errors import SatsrError, SatsrWarning
 try:  # GDAL errors rasterio lets through unwrapped in a few code paths
     from rasterio._err import CPLE_BaseError
 except ImportError:  # pragma: no cover - private module moved
-    CPLE_BaseError = RasterioError  # type: ignore[assignment,misc]
+    CPLE_BaseError = RasterioError
 
 #: What a failed pixel read raises: rasterio's wrapper and the GDAL error under it.
 READ_ERRORS: tuple[type[BaseException], ...] = (RasterioIOError, CPLE_BaseError)
@@ -396,6 +396,19 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
                 if e.name.startswith(tmp_path.name + "."):
                     with contextlib.suppress(OSError):
                         os.unlink(e.path)
+
+
+def select_one_dtype(ds: Any, bands: Sequence[int] | None, name: str | Path,
+                     purpose: str) -> tuple[list[int], str]:
+    """The selected bands (see select_bands) and their one dtype; refuses none (only alpha)
+    and a mix of dtypes. `purpose` says what the bands are for ("learn", "upscale")."""
+    sel = select_bands(ds, list(bands) if bands is not None else None)
+    if not sel:
+        raise SatsrError(f"{name} has no band to {purpose} (only alpha bands)")
+    dtypes = {ds.dtypes[b - 1] for b in sel}
+    if len(dtypes) != 1:
+        raise SatsrError(f"{name}: bands {sel} mix dtypes {sorted(dtypes)}")
+    return sel, dtypes.pop()
 
 
 def check_output(path: str | Path, overwrite: bool, *, folder: bool = False,

@@ -166,7 +166,8 @@ def allocate(n: int, weights: Sequence[float]) -> list[int]:
     return [int(v) for v in out]
 
 
-def allocate_systematic(n: int, weights: Sequence[float], rng: np.random.Generator) -> list[int]:
+def allocate_systematic(n: int, weights: Sequence[float] | np.ndarray,
+                        rng: np.random.Generator) -> list[int]:
     """Split `n` in proportion to `weights` by systematic sampling with a random start.
 
     Each item gets the floor or the ceiling of its quota, the ceiling with probability equal

@@ -16,13 +16,18 @@ Contract
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from satsr.errors import SatsrError
+
+# Deferred imports: rasterio (satsr.data.raster) is imported by the functions that read
+# rasters; this module is on the CLI's start-up path (satsr eval), which stays rasterio-free.
 
 
 @dataclass(frozen=True)
@@ -99,9 +104,78 @@ class BandScaling:
         x = (np.clip(y.astype(np.float64), -1.0, 1.0) + 1.0) / 2.0 * (hi - lo) + lo
         dt = np.dtype(self.dtype)
         if np.issubdtype(dt, np.integer):
-            info = np.iinfo(dt)
-            x = np.clip(np.rint(x), info.min, info.max)
+            whole = np.iinfo(dt)
+            x = np.clip(np.rint(x), whole.min, whole.max)
         elif np.issubdtype(dt, np.floating):
-            info = np.finfo(dt)
-            x = np.clip(x, info.min, info.max)
+            real = np.finfo(dt)
+            x = np.clip(x, real.min, real.max)
         return x.astype(dt)
+
+
+def exact_scaling(ds: Any, bands: Sequence[int], dtype: str,
+                  nodata: float | None = None) -> BandScaling:
+    """One open raster's exact scaling (upscale's baselines): fixed for uint8, else the exact
+    per-band min/max of its valid pixels.
+
+    One windowed pass of about 4 M pixels per read, so memory stays flat.
+    """
+    from rasterio.windows import Window
+
+    from satsr.data.raster import read_window, valid_mask
+
+    if np.dtype(dtype) == np.uint8:
+        return BandScaling.for_uint8(len(bands))
+    lo = np.full(len(bands), np.inf)
+    hi = np.full(len(bands), -np.inf)
+    rows = max(1, (1 << 22) // max(ds.width, 1))
+    for r in range(0, ds.height, rows):
+        win = Window(0, r, ds.width, min(rows, ds.height - r))
+        data = read_window(ds, bands, win)
+        ok = valid_mask(ds, win, data, nodata)
+        if ok.any():
+            v = data[:, ok].astype(np.float64)
+            lo = np.minimum(lo, np.nanmin(v, axis=1))
+            hi = np.maximum(hi, np.nanmax(v, axis=1))
+    stats = [{"p0.1": a if np.isfinite(a) else 0.0, "p99.9": b if np.isfinite(b) else 1.0}
+             for a, b in zip(lo, hi, strict=True)]
+    return BandScaling.from_stats(dtype, stats)
+
+
+def percentile_scaling(paths: Sequence[Path], bands: int) -> BandScaling:
+    """Several rasters' common scaling (eval): uint8 -> the fixed map; other dtypes ->
+    [p0.1, p99.9] of the valid pixels (decimated).
+
+    NaN counts as nodata (as in satsr.data.raster.valid_mask): it is left out of the statistics.
+    """
+    from satsr.data.raster import (
+        gdal_env,
+        open_raster,
+        read_dataset_mask,
+        read_window,
+        select_bands,
+    )
+
+    dtypes, px = set(), []
+    with gdal_env():
+        for p in paths:
+            with open_raster(p) as ds:
+                idx = select_bands(ds, None)
+                dtypes.add(ds.dtypes[idx[0] - 1])
+                f = max(1, int(math.ceil(max(ds.width, ds.height) / 1024)))
+                shape = (len(idx), max(1, ds.height // f), max(1, ds.width // f))
+                data = read_window(ds, idx, None, p, out_shape=shape)
+                mask = read_dataset_mask(ds, None, p, out_shape=shape[1:]) > 0
+                if np.issubdtype(data.dtype, np.floating):
+                    mask &= np.isfinite(data).all(axis=0)
+                if not mask.any():
+                    raise SatsrError(f"{p} holds no valid pixels (all nodata or NaN)")
+                px.append(data[:, mask].astype(np.float64))
+    if len(dtypes) != 1:
+        raise SatsrError(f"the rasters have different dtypes ({', '.join(sorted(dtypes))})")
+    dtype = dtypes.pop()
+    if np.dtype(dtype) == np.uint8:
+        return BandScaling.for_uint8(bands)
+    allpx = np.concatenate(px, axis=1)
+    stats = [{"p0.1": float(np.percentile(b, 0.1)), "p99.9": float(np.percentile(b, 99.9))}
+             for b in allpx]
+    return BandScaling.from_stats(dtype, stats)

@@ -12,7 +12,7 @@ Errors name the arguments of this function (`satsr eval` shows them as its flags
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,7 @@ def evaluate(data: PathLike | Sequence[PathLike] | None = None, *,
     given_degradations = degradations is not None and bool(
         [degradations] if isinstance(degradations, str) else list(degradations))
     info: dict[str, Any]
+    samples: Iterable[ev.Sample]
     if pred is not None and ref is not None:
         if paths or model_paths or methods or given_degradations:
             raise SatsrError("pred/ref compare two rasters: give no data, models, methods or "

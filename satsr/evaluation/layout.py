@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+# Deferred import: rich, on first render (this module is on the CLI's start-up path).
+
 
 class FirstThatFits:
     """Render the first of several layouts whose natural width fits the console.

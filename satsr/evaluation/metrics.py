@@ -23,6 +23,7 @@ random trunk only when a test asks for one explicitly (`random_trunk=True`).
 from __future__ import annotations
 
 import functools
+import importlib.util
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -37,6 +38,9 @@ from satsr.evaluation.weights import (
     locate_backbone,
     missing_reason,
 )
+
+# Deferred imports: torch, lpips and scikit-image are imported by the functions that
+# compute metrics; this module is on the CLI's start-up path (satsr eval's defaults).
 
 CLASSICAL = ("l2", "dssim", "psnr")
 #: LPIPS metric name -> (lpips net name, calibrated linear layers?)
@@ -131,7 +135,7 @@ def classical(pred: np.ndarray, ref: np.ndarray, names: Sequence[str],
 def lpips_unavailable(names: Iterable[str], weights_dir: str | Path | None = None,
                       random_trunk: bool = False) -> dict[str, str]:
     """{metric: reason} for the LPIPS metrics in `names` whose trunk weights are missing."""
-    out = {}
+    out: dict[str, str] = {}
     if random_trunk:
         return out
     for n in names:
@@ -144,8 +148,6 @@ def lpips_unavailable(names: Iterable[str], weights_dir: str | Path | None = Non
 
 def _lpips_lin_file(net: str) -> Path:
     """The calibrated v0.1 linear layers shipped inside the `lpips` package."""
-    import importlib.util
-
     spec = importlib.util.find_spec("lpips")
     if spec is None or not spec.submodule_search_locations:
         raise MissingWeightsError("the lpips package is not installed (pip install lpips)")

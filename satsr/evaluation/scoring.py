@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from satsr.data.scaling import BandScaling
+from satsr.data.index import DatasetIndex
+from satsr.data.scaling import BandScaling, percentile_scaling
 from satsr.errors import MetricUnavailableWarning, SatsrError
+from satsr.evaluation.layout import FirstThatFits
 from satsr.evaluation.metrics import (
     CLASSICAL,
     HIGHER_IS_BETTER,
@@ -33,7 +35,13 @@ from satsr.evaluation.metrics import (
     get_lpips,
     is_better,
     lpips_unavailable,
+    to_uint8,
 )
+from satsr.progress import progress_bar
+
+# Deferred imports: torch, rasterio, scipy, matplotlib and rich (and the satsr modules that
+# import them) are imported by the functions that use them: `satsr eval` reads its defaults
+# from this module at start-up, which stays free of them.
 
 if TYPE_CHECKING:
     from satsr.data.degrade import Degradation
@@ -193,7 +201,7 @@ class EvalResult:
         if not variants:
             return []
         s = self.summary()
-        rows = []
+        rows: list[dict[str, Any]] = []
         for m in self.methods:
             worst = max(variants, key=lambda k: s[m][k][0])
             rows.append({"method": m, "max_pe": s[m][worst][0], "worst_variant": worst})
@@ -281,8 +289,6 @@ class EvalResult:
         Methods as rows and metrics as columns when that fits; else metrics as rows and
         methods as columns; else one small table per method. No cell is ever cut.
         """
-        from satsr.evaluation.layout import FirstThatFits
-
         return FirstThatFits([self._wide_table(), self._tall_table(), self._blocks()])
 
     def _wide_table(self) -> Any:
@@ -429,7 +435,8 @@ def score_samples(samples: Iterable[Sample], methods: Sequence[Method], metrics:
     dnames = unique_names([d.name for d in degs])
     rows = [(m, k) for k in range(len(degs)) for m in methods]
     names = [f"{m.name} [{dnames[k]}]" if tagged else m.name for m, k in rows]
-    values = {m: {k: [] for k in metrics if k not in unavailable} for m in names}
+    values: dict[str, dict[str, list[float]]] = {
+        name: {k: [] for k in metrics if k not in unavailable} for name in names}
     crops: dict[str, np.ndarray] = {}
     rgb_idx = list(rgb)
 
@@ -438,7 +445,7 @@ def score_samples(samples: Iterable[Sample], methods: Sequence[Method], metrics:
         return scaling.to_unit(scaling.from_unit(x))
 
     count = 0
-    bar = _progress(progress, total)
+    bar = progress_bar(progress, transient=True)
     with bar:
         task = bar.add_task("evaluating", total=total)
         for batch in _batches(samples, batch_size):
@@ -468,18 +475,19 @@ def score_samples(samples: Iterable[Sample], methods: Sequence[Method], metrics:
                                  f"{LPIPS_MIN_SIZE}x{LPIPS_MIN_SIZE} pixels, got "
                                  f"{hr.shape[-1]}x{hr.shape[-2]} (use metrics l2,dssim,psnr)",
                                  option="metrics")
-            for m in names:
-                p_rgb = preds[m][:, rgb_idx]
+            for name in names:
+                p_rgb = preds[name][:, rgb_idx]
                 for i in range(len(batch)):
-                    for k, v in classical(p_rgb[i], hr_rgb[i], cl_names, colorspace).items():
-                        values[m][k].append(v)
-                for k, fn in lp.items():
+                    for metric, v in classical(p_rgb[i], hr_rgb[i], cl_names,
+                                               colorspace).items():
+                        values[name][metric].append(v)
+                for metric, fn in lp.items():
                     d = fn(torch.from_numpy(np.ascontiguousarray(p_rgb)),
                            torch.from_numpy(np.ascontiguousarray(hr_rgb)))
-                    values[m][k].extend(float(x) for x in d)
+                    values[name][metric].extend(float(x) for x in d)
             if count <= figure_index < count + len(batch):
                 i = figure_index - count
-                crops = _crops(hr_rgb[i], {m: preds[m][i, rgb_idx] for m in names}, figure_crop)
+                crops = _crops(hr_rgb[i], {n: preds[n][i, rgb_idx] for n in names}, figure_crop)
             count += len(batch)
             bar.update(task, advance=len(batch))
     if count == 0:
@@ -495,19 +503,8 @@ def score_samples(samples: Iterable[Sample], methods: Sequence[Method], metrics:
                       figure_crops=crops)
 
 
-def _progress(enabled: bool, total: int | None) -> Any:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    return Progress("[progress.description]{task.description}", BarColumn(),
-                    MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), disable=not enabled, transient=True)
-
-
 def _crops(hr: np.ndarray, preds: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
     """The same centred crop of HR and every prediction, as (h, w, 3) uint8."""
-    from satsr.evaluation.metrics import to_uint8
-
     h, w = hr.shape[-2:]
     ch, cw = min(size, h), min(size, w)
     y, x = (h - ch) // 2, (w - cw) // 2
@@ -560,7 +557,6 @@ def write_figure(result: EvalResult, path: str | Path) -> None:
 def dataset_samples(folder: str | Path) -> tuple[list[Sample] | Iterator[Sample], int,
                                                  BandScaling, dict[str, Any]]:
     """The test chips of a make-dataset folder, scaled with the dataset's scaling."""
-    from satsr.data.index import DatasetIndex
     from satsr.data.raster import gdal_env, open_raster, read_window
 
     index = DatasetIndex.read(folder)
@@ -611,45 +607,6 @@ def _even_windows(n: int, size: int, scale: int) -> list[tuple[int, int]]:
     return [(a, b - a) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
-def raster_scaling(paths: Sequence[Path], bands: int) -> BandScaling:
-    """uint8 -> the fixed map; other dtypes -> [p0.1, p99.9] of the valid pixels (decimated).
-
-    NaN counts as nodata (as in satsr.data.raster.valid_mask): it is left out of the statistics.
-    """
-    from satsr.data.raster import (
-        gdal_env,
-        open_raster,
-        read_dataset_mask,
-        read_window,
-        select_bands,
-    )
-
-    dtypes, px = set(), []
-    with gdal_env():
-        for p in paths:
-            with open_raster(p) as ds:
-                idx = select_bands(ds, None)
-                dtypes.add(ds.dtypes[idx[0] - 1])
-                f = max(1, int(math.ceil(max(ds.width, ds.height) / 1024)))
-                shape = (len(idx), max(1, ds.height // f), max(1, ds.width // f))
-                data = read_window(ds, idx, None, p, out_shape=shape)
-                mask = read_dataset_mask(ds, None, p, out_shape=shape[1:]) > 0
-                if np.issubdtype(data.dtype, np.floating):
-                    mask &= np.isfinite(data).all(axis=0)
-                if not mask.any():
-                    raise SatsrError(f"{p} holds no valid pixels (all nodata or NaN)")
-                px.append(data[:, mask].astype(np.float64))
-    if len(dtypes) != 1:
-        raise SatsrError(f"the rasters have different dtypes ({', '.join(sorted(dtypes))})")
-    dtype = dtypes.pop()
-    if np.dtype(dtype) == np.uint8:
-        return BandScaling.for_uint8(bands)
-    allpx = np.concatenate(px, axis=1)
-    stats = [{"p0.1": float(np.percentile(b, 0.1)), "p99.9": float(np.percentile(b, 99.9))}
-             for b in allpx]
-    return BandScaling.from_stats(dtype, stats)
-
-
 def raster_samples(paths: Sequence[str | Path], chip: int, scale: int,
                    scaling: BandScaling | None = None
                    ) -> tuple[Iterator[Sample], int, BandScaling, dict[str, Any]]:
@@ -674,7 +631,7 @@ def raster_samples(paths: Sequence[str | Path], chip: int, scale: int,
     if len(counts) != 1:
         raise SatsrError(f"the rasters have different band counts ({sorted(counts)})")
     bands = counts.pop()
-    scaling = scaling or raster_scaling(ps, bands)
+    scaling = scaling or percentile_scaling(ps, bands)
     if scaling.bands != bands:
         raise SatsrError(f"the rasters have {bands} bands, the scaling {scaling.bands}")
 
@@ -770,7 +727,7 @@ def pair_samples(pred: str | Path, ref: str | Path, chip: int = 256, name: str |
         width, height = dr.width, dr.height
         wins = [Window(x, y, w, h) for y, h in _even_windows(height, chip, 1)
                 for x, w in _even_windows(width, chip, 1)]
-    scaling = raster_scaling([Path(ref)], len(ir))
+    scaling = percentile_scaling([Path(ref)], len(ir))
     label = name or Path(pred).stem
     whole = width * height <= max_pixels
     info: dict[str, Any] = {"pred": str(pred), "ref": str(ref), "skipped": 0,
@@ -795,7 +752,8 @@ def pair_samples(pred: str | Path, ref: str | Path, chip: int = 256, name: str |
             for win in wins:
                 sl = win.toslices()
                 if whole:
-                    pa, pb, ma, mb = a[(slice(None), *sl)], b[(slice(None), *sl)], va[sl], vb[sl]
+                    band_sl = (slice(None), *sl)
+                    pa, pb, ma, mb = a[band_sl], b[band_sl], va[sl], vb[sl]
                 else:
                     pa, pb = read_window(dp, ip, win, pred), read_window(dr, ir, win, ref)
                     ma, mb = valid_mask(dp, win, pa), valid_mask(dr, win, pb)

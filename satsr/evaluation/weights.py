@@ -30,6 +30,10 @@ import numpy as np
 
 from satsr.errors import MissingWeightsError, SatsrError
 
+# Deferred imports: torch, in the functions that load weights (this module is on the CLI's
+# start-up path through satsr.evaluation.metrics); numpy._core / builtins are looked up by
+# the restricted unpickler by name.
+
 TORCHVISION_URL = "https://download.pytorch.org/models/"
 
 #: torchvision's cache file name for each backbone.

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from satsr.errors import SatsrError
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MODELS_DIR = ASSETS / "models"
@@ -26,11 +27,6 @@ class BundledModel:
     name: str
     path: Path
     card: Path | None
-
-    def metadata(self) -> dict[str, Any]:
-        from satsr.inference.modelfile import read_metadata
-
-        return read_metadata(self.path)
 
     def summary(self) -> str:
         """The card's first paragraph after its title (one line), or ''."""
@@ -75,8 +71,6 @@ def bundled_model(name: str) -> BundledModel | None:
 
 def default_model_path() -> Path:
     """The file of the default model, or one clear error when the package lacks it."""
-    from satsr.errors import SatsrError
-
     m = bundled_model(DEFAULT_MODEL)
     if m is None:
         raise SatsrError(f"the bundled default model {DEFAULT_MODEL}.safetensors is missing "

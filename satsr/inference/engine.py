@@ -20,12 +20,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from scipy import ndimage
 
+from satsr.data.degrade import upsample
 from satsr.data.scaling import BandScaling
 from satsr.errors import NonFiniteError, SatsrError
-from satsr.inference.tiling import TileGrid, receptive_radius
+from satsr.inference.bundled import default_model_path
+from satsr.inference.modelfile import load_model, model_scaling, read_metadata
+from satsr.inference.tiling import TileGrid, check_tiling, receptive_radius
 from satsr.nn.device import resolve_device
+from satsr.nn.generator import Generator
 
 #: Default overlap between neighbouring tiles, in input pixels (see satsr.inference.tiling).
 DEFAULT_OVERLAP = 32
@@ -53,7 +57,7 @@ class Engine:
     is_model: bool = True
 
     @classmethod
-    def from_generator(cls, gen: nn.Module, scaling: BandScaling | None = None,
+    def from_generator(cls, gen: Generator, scaling: BandScaling | None = None,
                        device: str | torch.device | None = None, name: str = "generator",
                        meta: dict[str, Any] | None = None) -> Engine:
         """Wrap a generator (put in eval mode, moved to `device` if given)."""
@@ -66,8 +70,6 @@ class Engine:
     def baseline(cls, method: str, scale: int = 4,
                  device: str | torch.device = "cpu") -> Engine:
         """Classical upsampling ('bicubic' or 'nearest') through the same tiling engine."""
-        from satsr.data.degrade import upsample
-
         if method not in METHODS:
             raise SatsrError(f"method takes bicubic or nearest, not {method!r}", option="method")
         if scale not in (2, 4, 8):
@@ -90,21 +92,16 @@ def load_engine(model: str | Path | None = None, method: str | None = None,
     """
     if model is not None and method is not None:
         raise SatsrError("give either model or method, not both", option=("model", "method"))
-    if model is None and method is None:
-        from satsr.inference.bundled import default_model_path
-
-        model = default_model_path()
     dev = resolve_device(device)
     if method is not None:
         return Engine.baseline(method, 4 if scale is None else scale, dev)
-    from satsr.inference.modelfile import load_model, model_scaling, read_metadata
-
-    own = int(read_metadata(model)["arch"]["scale"])  # type: ignore[arg-type]
+    path = model if model is not None else default_model_path()
+    own = int(read_metadata(path)["arch"]["scale"])
     if scale is not None and scale != own:
-        raise SatsrError(f"scale {scale} does not apply: the model {model} upscales x{own} "
+        raise SatsrError(f"scale {scale} does not apply: the model {path} upscales x{own} "
                          "(scale is for method; omit it with a model)", option=("scale", "method"))
-    gen, meta = load_model(model, dev)  # type: ignore[arg-type]
-    return Engine.from_generator(gen, model_scaling(meta), dev, name=str(model), meta=meta)
+    gen, meta = load_model(path, dev)
+    return Engine.from_generator(gen, model_scaling(meta), dev, name=str(path), meta=meta)
 
 
 def _first_non_finite(t: torch.Tensor) -> int | None:
@@ -202,7 +199,7 @@ def run_tiled(engine: Engine, height: int, width: int,
     return grid
 
 
-def super_resolve(lr: np.ndarray | torch.Tensor, model: nn.Module | Engine, *,
+def super_resolve(lr: np.ndarray | torch.Tensor, model: Generator | Engine, *,
                   tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
                   batch_size: int | None = None,
                   device: str | torch.device | None = None) -> np.ndarray:
@@ -239,8 +236,6 @@ def super_resolve(lr: np.ndarray | torch.Tensor, model: nn.Module | Engine, *,
 def tile_sizes(engine: Engine, tile: int | None, overlap: int,
                batch_size: int | None) -> tuple[int, int]:
     """(tile, batch size): the device's defaults for None; 0 or less is refused, not defaulted."""
-    from satsr.inference.tiling import check_tiling
-
     kind = engine.device.type
     tile = DEFAULT_TILE.get(kind, 256) if tile is None else int(tile)
     batch_size = DEFAULT_BATCH.get(kind, 1) if batch_size is None else int(batch_size)
@@ -259,7 +254,5 @@ def fill_invalid(unit: np.ndarray, valid: np.ndarray) -> np.ndarray:
         return unit
     if not valid.any():
         return np.zeros_like(unit)
-    from scipy import ndimage
-
     idx = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
     return unit[:, idx[0], idx[1]]

@@ -23,17 +23,21 @@ file (and the tensor). The metadata lives under the header key "satsr" as JSON:
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from satsr import __version__
+from satsr.data.raster import atomic_path
 from satsr.data.scaling import BandScaling
 from satsr.errors import SatsrError
-from satsr.nn.generator import Generator
+from satsr.inference.bundled import bundled_model
+from satsr.nn.generator import SCALES, UPSAMPLERS, Generator
 
 MODEL_NAME = "model.safetensors"
 FORMAT = 1
@@ -43,8 +47,6 @@ def resolve_model_path(path: str | Path) -> Path:
     """A model file, a run folder holding `model.safetensors`, or a bundled model's name."""
     p = Path(path)
     if not p.exists() and len(p.parts) == 1:
-        from satsr.inference.bundled import bundled_model
-
         found = bundled_model(str(path))
         if found is not None:
             return found.path
@@ -68,8 +70,6 @@ def save_model(path: str | Path, generator: Generator, meta: dict[str, Any],
     dtype = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
                for k, v in generator.state_dict().items()}
-    from satsr.data.raster import atomic_path
-
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata={"satsr": json.dumps(full)})
     return path
@@ -113,11 +113,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _check_meta(p: Path, meta: Any) -> dict[str, Any]:
     """Validate the parts of the metadata that steer loading and running, naming the file."""
-    import math
 
-    import numpy as np
-
-    from satsr.nn.generator import SCALES, UPSAMPLERS
 
     def bad(what: str) -> SatsrError:
         return SatsrError(f"{p} has corrupt satsr metadata ({what})")
@@ -162,8 +158,6 @@ def _check_meta(p: Path, meta: Any) -> dict[str, Any]:
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The metadata of a model file, without loading its weights (checked, naming the file)."""
-    from safetensors import safe_open
-
     p = resolve_model_path(path)
     _refuse_pickle(p)
     try:
@@ -183,8 +177,6 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 def _read_weights(p: Path, ref: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The file's tensors, checked one by one against the architecture's `ref` (names, shapes,
     kinds) and for non-finite values, so a damaged file is named with its damaged tensor."""
-    from safetensors import safe_open
-
     tensors: dict[str, torch.Tensor] = {}
     with safe_open(str(p), framework="pt") as f:
         keys = set(f.keys())

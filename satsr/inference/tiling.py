@@ -69,8 +69,9 @@ def receptive_radius(model: nn.Module) -> int:
             res *= m.upscale_factor
             shuffles = True
         elif (isinstance(m, nn.Upsample) and m.mode == "nearest" and m.size is None
-              and float(m.scale_factor or 0).is_integer()):
-            res *= float(m.scale_factor)  # type: ignore[arg-type]
+              and isinstance(m.scale_factor, int | float)
+              and float(m.scale_factor).is_integer()):
+            res *= float(m.scale_factor)
             shuffles = True  # the same sub-pixel offsets as a pixel shuffle
         elif isinstance(m, nn.Upsample | nn.ConvTranspose2d):
             raise ValueError(f"receptive_radius does not handle {type(m).__name__}")

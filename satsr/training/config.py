@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from satsr.errors import SatsrError
+
+# Deferred imports: the network modules (torch) are imported by TrainConfig.validate and
+# yaml / tomllib by read_config_file: `satsr train --help` builds its flags from this module.
 
 #: Name of the effective configuration in a run folder.
 CONFIG_NAME = "config.yaml"
@@ -251,11 +255,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     text = p.read_text()
     try:
         if p.suffix.lower() == ".toml":
-            try:
+            if sys.version_info >= (3, 11):
                 import tomllib
-            except ModuleNotFoundError:  # Python 3.10
+            else:  # Python 3.10
                 try:
-                    import tomli as tomllib  # type: ignore[no-redef]
+                    import tomli as tomllib
                 except ModuleNotFoundError:
                     raise SatsrError("TOML config files need Python >= 3.11 (or the tomli "
                                      "package); use YAML instead") from None

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from satsr.data.degrade import Degradation
 from satsr.errors import SatsrError
@@ -70,13 +71,13 @@ class GCNModel:
         self.phi: PhiNetworks | None = (PhiNetworks(self.variant, bands)
                                         if self.variant.has_trunk else None)
         if distributed and cuda:
-            self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)  # type: ignore[assignment]
+            self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
             if self.phi is not None:
-                self.phi = nn.SyncBatchNorm.convert_sync_batchnorm(self.phi)  # type: ignore
+                self.phi = nn.SyncBatchNorm.convert_sync_batchnorm(self.phi)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        self.G.to(self.device, memory_format=fmt)
+        self.G.to(self.device).to(memory_format=fmt)
         if self.phi is not None:
-            self.phi.to(self.device, memory_format=fmt)
+            self.phi.to(self.device).to(memory_format=fmt)
         if self.vgg is not None:
             self.vgg.to(memory_format=fmt)
         betas = (cfg.beta1, cfg.beta2)
@@ -87,8 +88,6 @@ class GCNModel:
         self.g_ddp: nn.Module = self.G
         self.phi_ddp: nn.Module | None = self.phi if self.opt_phi is not None else None
         if distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             ids = [self.device.index] if cuda else None
             self.g_ddp = DDP(self.G, device_ids=ids)
             if self.phi_ddp is not None:

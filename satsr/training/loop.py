@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import math
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -29,12 +31,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from satsr.data.crops import TrainCrops, chip_size, load_val, train_loader
 from satsr.data.degrade import Degradation, upsample
+from satsr.data.index import DatasetIndex
+from satsr.data.scaling import BandScaling
 from satsr.errors import MissingWeightsError, SatsrError, TrainingDiverged, TrainingStopped
 from satsr.evaluation.metrics import LPIPS_MIN_SIZE, lpips_unavailable
+from satsr.inference.modelfile import load_model, resolve_model_path
 from satsr.nn.device import resolve_device
 from satsr.nn.generator import Generator
 from satsr.nn.phi import Variant, get_variant
+from satsr.nn.vgg import load_vgg
+from satsr.progress import SPEED, progress_bar
 from satsr.training.config import CHANGEABLE_ON_RESUME, TrainConfig, make_config
 from satsr.training.distributed import (
     DistInfo,
@@ -94,8 +102,6 @@ class Trainer:
                  progress: bool = False, console: Any = None,
                  on_step: Callable[[Trainer, int], None] | None = None,
                  record: bool = False) -> None:
-        from satsr.data.index import DatasetIndex
-
         cfg.validate()
         self.rundir = RunDir(cfg.out)
         self.run_dir = self.rundir.path
@@ -130,8 +136,6 @@ class Trainer:
             per = f" x {self.dist.world} processes" if self.dist.enabled else ""
             raise SatsrError(f"batch_size {cfg.batch_size}{per} is larger than the train "
                              f"split ({n} chips)", option="batch_size")
-        from satsr.data.crops import chip_size
-
         size = self.index.meta.get("size")
         self.chip_hw = (int(size), int(size)) if size else chip_size(self.train_chips[0])
         if cfg.hr_size > min(self.chip_hw):
@@ -152,8 +156,6 @@ class Trainer:
                 raise SatsrError(
                     f"dataset {self.index.root} does not hold the train split the resumed run "
                     f"was trained on ({split['chips']} chips then, {n} now, or other chips)")
-            from satsr.data.scaling import BandScaling
-
             self.scaling = BandScaling.from_dict(ckpt["scaling"])  # the model's own numbers
         if self.variant.phi == "vgg" and self.bands != 3:
             raise SatsrError(f"variant {cfg.variant} uses VGG19, which reads 3-band RGB; this "
@@ -163,8 +165,6 @@ class Trainer:
         # ---- networks (VGG first: missing weights fail before anything is written)
         vgg: nn.Module | None = None
         if self.variant.phi == "vgg":
-            from satsr.nn.vgg import load_vgg
-
             vgg = load_vgg(cfg.vgg_net, cfg.vgg_weights).to(self.device)
         self.init_from: dict[str, Any] | None = None
         start_from = cfg.init_from if cfg.init_from and ckpt is None else None
@@ -183,8 +183,6 @@ class Trainer:
         self._t0: float | None = None
         if ckpt is not None:
             self._load_state(ckpt)
-        from satsr.data.crops import TrainCrops, load_val
-
         self.dataset = TrainCrops(self.train_chips, self.scaling, cfg.hr_size, cfg.seed,
                                   self.chip_hw)
         self.val_hr = (load_val(self.val_chips, self.scaling, cfg.hr_size, cfg.val_chips,
@@ -300,8 +298,6 @@ class Trainer:
 
         Lets a resume accept a moved dataset (`data` may change) but not a different one.
         """
-        import hashlib
-
         names = "\n".join(os.path.relpath(c, self.index.root) for c in self.train_chips)
         return {"chips": len(self.train_chips),
                 "digest": hashlib.sha256(names.encode()).hexdigest()}
@@ -477,8 +473,6 @@ class Trainer:
 
     def _install_sigint(self) -> Any:
         """First Ctrl-C: finish the iteration, save, stop. Second: abort at once."""
-        import threading
-
         if threading.current_thread() is not threading.main_thread():
             return None
 
@@ -508,8 +502,6 @@ class Trainer:
         if workers < 0:  # auto: loader processes only where compute is fast (CUDA)
             cpus = os.cpu_count() or 1
             workers = min(4, max(0, cpus // self.dist.world - 1)) if self.cuda else 0
-        from satsr.data.crops import train_loader
-
         loader = train_loader(self.dataset, start, cfg.iterations, cfg.batch_size,
                               self.dist.rank, self.dist.world, workers, pin_memory=self.cuda,
                               worker_init_fn=_ignore_sigint)
@@ -570,32 +562,17 @@ class Trainer:
 
     @contextlib.contextmanager
     def _progress(self, start: int) -> Iterator[Callable[[int], None]]:
-        """A rich bar (rank 0, when enabled): iteration, latest losses, it/s."""
-        if not (self.progress_enabled and self.dist.is_writer):
-            yield lambda it: None
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            ProgressColumn,
-            TextColumn,
-        )
-        from rich.text import Text
-
-        class SpeedColumn(ProgressColumn):
-            def render(self, task: Any) -> Text:
-                s = task.speed
-                return Text(f"{s:.2f} it/s" if s else "-- it/s", style="progress.data.speed")
-
-        with Progress(TextColumn(f"[bold]train {self.cfg.variant}"), BarColumn(),
-                      MofNCompleteColumn(), SpeedColumn(), TextColumn("{task.description}"),
-                      console=self.console, transient=False) as prog:
+        """A rich bar (rank 0, when enabled): iteration, it/s, latest losses."""
+        enabled = self.progress_enabled and self.dist.is_writer
+        with progress_bar(enabled, SPEED, "{task.description}",
+                          title=f"[bold]train {self.cfg.variant}", timing=False,
+                          console=self.console) as prog:
             task = prog.add_task("", total=self.cfg.iterations, completed=start)
 
             def update(it: int) -> None:
-                desc = " ".join(f"{k}={v:.4g}" for k, v in self._last_losses.items())
-                prog.update(task, completed=it, description=desc)
+                if enabled:
+                    desc = " ".join(f"{k}={v:.4g}" for k, v in self._last_losses.items())
+                    prog.update(task, completed=it, description=desc)
 
             yield update
 
@@ -622,9 +599,6 @@ def train(cfg: TrainConfig | None = None, *, resume: bool = False, overwrite: bo
 
 def _init_generator(g: Generator, path: str) -> dict[str, Any]:
     """Start generator `g` from a model file's weights (init_from); its record."""
-    import hashlib
-
-    from satsr.inference.modelfile import load_model, resolve_model_path
 
     p = resolve_model_path(path)
     gen, meta = load_model(p)

@@ -32,11 +32,16 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
+from PIL import Image
 
 from satsr.data.raster import atomic_path
 from satsr.errors import SatsrError
+from satsr.inference.modelfile import save_model
 from satsr.nn.generator import Generator
 from satsr.training.config import CONFIG_NAME, TrainConfig
+
+# Deferred import: matplotlib (slow to import), only for the loss plot at the end of a run.
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.safetensors"
@@ -50,8 +55,6 @@ RUN_MARKERS = (CONFIG_NAME, CHECKPOINT_NAME, "log.csv", MODEL_NAME)
 
 def write_config(cfg: TrainConfig, path: Path) -> None:
     """The effective configuration as YAML (readable back with --config)."""
-    import yaml
-
     with atomic_path(path) as tmp:
         tmp.write_text("# satsr train: effective configuration\n"
                        + yaml.safe_dump(asdict(cfg), sort_keys=False))
@@ -60,7 +63,7 @@ def write_config(cfg: TrainConfig, path: Path) -> None:
 def rng_state() -> dict[str, Any]:
     """Python, numpy and torch RNG states as tensors / lists (weights_only-loadable)."""
     version, internal, gauss = random.getstate()
-    _, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    _, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
         "numpy": {"keys": torch.from_numpy(np.asarray(keys, np.int64)), "pos": int(pos),
@@ -200,8 +203,6 @@ class RunDir:
 
     def save(self, state: dict[str, Any], generator: Generator, meta: dict[str, Any]) -> None:
         """checkpoint.pt (atomic) and model.safetensors."""
-        from satsr.inference.modelfile import save_model
-
         with atomic_path(self.checkpoint) as tmp:
             torch.save(state, tmp)
         model = save_model(self.path / MODEL_NAME, generator, meta)
@@ -221,8 +222,6 @@ def _to_rgb(x: torch.Tensor) -> np.ndarray:
 def save_triples(path: Path, lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor,
                  scale: int, rows: int = 4) -> None:
     """A PNG of rows [LR (nearest) | SR | HR] for the first `rows` images."""
-    from PIL import Image
-
     n = min(rows, len(hr))
     lines = []
     for i in range(n):

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from satsr.errors import SatsrError
+from satsr.evaluation.metrics import get_lpips
 
 CRITERIA = ("last", "pe-l", "vgg-l", "alex-l", "psnr")
 #: LPIPS variants each criterion needs.
@@ -57,8 +58,6 @@ class ValidationScorer:
     def __init__(self, criterion: str = "psnr", rgb: Sequence[int] = (0, 1, 2),
                  weights_dir: str | None = None, device: str = "cpu",
                  extra: Sequence[str] = ()) -> None:
-        from satsr.evaluation.metrics import get_lpips
-
         self.criterion = check_criterion(criterion)
         self.rgb = list(rgb)
         names = list(dict.fromkeys([*NEEDS[criterion], *extra]))
@@ -146,8 +145,8 @@ class GeneratorEMA:
     def update(self, model: nn.Module) -> None:
         for s, p in zip(self.shadow.parameters(), model.parameters(), strict=True):
             s.lerp_(p.detach().to(s.dtype), 1.0 - self.decay)
-        for s, b in zip(self.shadow.buffers(), model.buffers(), strict=True):
-            s.copy_(b)
+        for sb, b in zip(self.shadow.buffers(), model.buffers(), strict=True):
+            sb.copy_(b)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.shadow.state_dict()
