@@ -377,7 +377,9 @@ def make_dataset(
         if to_scan:
             task = bar.add_task("scanning masks", total=len(to_scan))
             for b in to_scan:
-                ok, invalid = srcs[b.source].scanner.usable(b)  # type: ignore[union-attr]
+                scanner = srcs[b.source].scanner
+                assert scanner is not None  # to_scan holds only blocks of scanned sources
+                ok, invalid = scanner.usable(b)
                 b.set_usable(int(ok.sum()), size)
                 b.scanned = not (b.usable == ok.size and int(invalid.max(initial=0)) == 0)
                 bar.advance(task)

@@ -336,7 +336,8 @@ class Scanner:
         tr = Affine.translation(block.col, block.row)
         clip = box(block.col - 1, block.row - 1, block.col + block.width + 1,
                    block.row + block.height + 1)
-        geom = self.aoi_px.intersection(clip)  # type: ignore[union-attr]
+        assert self.aoi_px is not None  # called only with an AOI
+        geom = self.aoi_px.intersection(clip)
         if geom.is_empty:
             return np.zeros(shp, bool)
         centre = rasterize([geom], out_shape=shp, transform=tr, fill=0, default_value=1,

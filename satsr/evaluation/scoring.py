@@ -451,7 +451,8 @@ def score_samples(samples: Iterable[Sample], methods: Sequence[Method], metrics:
         for batch in _batches(samples, batch_size):
             hr = np.stack([s.hr for s in batch]).astype(np.float32)
             if batch[0].preds is not None:
-                preds = {m: np.stack([s.preds[m] for s in batch]) for m in names}  # type: ignore[index]
+                given = [s.preds or {} for s in batch]
+                preds = {m: np.stack([p[m] for p in given]) for m in names}
             else:
                 h, w = hr.shape[-2:]
                 if h % scale or w % scale:
