@@ -63,7 +63,7 @@ def cpu_seconds() -> float:
 
 def child_ours(src: Path, out: Path, count: int, size: int) -> dict:
     """Run make_dataset (library call, no progress bar)."""
-    from satsr.make_dataset import make_dataset
+    from satsr.data.make_dataset import make_dataset
 
     t0, c0 = time.perf_counter(), cpu_seconds()
     s = make_dataset([src], out, size=size, count=count, seed=0, creation_options=None)

@@ -1,12 +1,12 @@
-"""Seconds per iteration of `adv+rec` through satsr's engine vs a minimal hand-written loop.
+"""Seconds per iteration of `adv+rec`: satsr's training step vs a minimal hand-written loop.
 
 Both train the same networks (SRResNet generator, shared DCGAN trunk + discriminator head +
-decoder) with the same losses, batch and crop size, in the same process, alternately over
-several rounds (the median round counts, which tames a noisy shared machine). The engine is
-timed between iteration ends inside `Trainer.run` (data reading from GeoTIFF chips, logging
-and the NaN checks included; set-up and the final checkpoint excluded). The minimal loop
-reads crops from tensors already in memory, so the ratio is an upper bound on the engine's
-overhead. Target: ratio <= 1.10.
+decoder) with the same losses, batch and crop size, on the same HR batches drawn from crops
+already in memory, in the same process, alternately over several rounds (the median round
+counts, which tames a noisy shared machine). satsr's side is the real step,
+`satsr.training.gcn.GCNModel.step` (degradation, G forward, Φ step, G step, EMA hook), plus
+the NaN check any loop makes; the ratio is the step's overhead over plain PyTorch. Target:
+ratio <= 1.10.
 
     .venv/bin/python benchmarks/train_step.py                 # HR 96, batch 10, CPU
     .venv/bin/python benchmarks/train_step.py --device cuda --hr-size 256 --iterations 200
@@ -29,19 +29,41 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers import write_dataset  # noqa: E402
 
-from satsr.degrade import downscale  # noqa: E402
-from satsr.losses import PhiNetworks, get_variant  # noqa: E402
-from satsr.models import Generator  # noqa: E402
-from satsr.train import TrainConfig, Trainer  # noqa: E402
+from satsr.data.crops import TrainCrops  # noqa: E402
+from satsr.data.degrade import downscale  # noqa: E402
+from satsr.data.index import DatasetIndex  # noqa: E402
+from satsr.nn import Generator  # noqa: E402
+from satsr.nn.device import resolve_device  # noqa: E402
+from satsr.nn.phi import PhiNetworks, get_variant  # noqa: E402
+from satsr.training.config import TrainConfig  # noqa: E402
+from satsr.training.gcn import GCNModel  # noqa: E402
 
 
-def engine_round(cfg: TrainConfig, warmup: int, n: int) -> float:
-    """Seconds per iteration of satsr's engine (after `warmup` iterations)."""
-    cfg.iterations = warmup + n
-    t = Trainer(cfg, overwrite=True)
-    res = t.run()
-    times = res.iteration_times
-    return (times[-1] - times[warmup - 1]) / n
+def hr_batches(crops: torch.Tensor, cfg: TrainConfig, n: int) -> list[torch.Tensor]:
+    """`n` random HR batches (random crop, random flip) of the in-memory crops, seeded."""
+    gen = torch.Generator().manual_seed(0)
+    s, b = cfg.hr_size, cfg.batch_size
+    out = []
+    for _ in range(n):
+        idx = torch.randint(len(crops), (b,), generator=gen)
+        i, j = torch.randint(crops.shape[2] - s + 1, (2,), generator=gen).tolist()
+        hr = crops[idx, :, i:i + s, j:j + s]
+        out.append(hr.flip(3) if torch.rand(1, generator=gen) < 0.5 else hr)
+    return out
+
+
+def step_round(crops: torch.Tensor, cfg: TrainConfig, device: torch.device, warmup: int,
+               n: int) -> float:
+    """Seconds per iteration of satsr's GCNModel.step (after `warmup` iterations)."""
+    model = GCNModel(cfg, crops.shape[1], device)
+    model.train()
+    ends = []
+    for hr in hr_batches(crops, cfg, warmup + n):
+        losses = model.step(hr.to(device))
+        if not torch.isfinite(losses).all():  # what any loop checks: one sync per iteration
+            raise RuntimeError("diverged")
+        ends.append(time.perf_counter())
+    return (ends[-1] - ends[warmup - 1]) / n
 
 
 def minimal_round(crops: torch.Tensor, cfg: TrainConfig, device: torch.device, warmup: int,
@@ -58,15 +80,8 @@ def minimal_round(crops: torch.Tensor, cfg: TrainConfig, device: torch.device, w
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(nets.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     bce = F.binary_cross_entropy_with_logits
-    gen = torch.Generator().manual_seed(0)
-    s, b = cfg.hr_size, cfg.batch_size
     ends = []
-    for _ in range(warmup + n):
-        idx = torch.randint(len(crops), (b,), generator=gen)
-        i, j = torch.randint(crops.shape[2] - s + 1, (2,), generator=gen).tolist()
-        hr = crops[idx, :, i:i + s, j:j + s]
-        if torch.rand(1, generator=gen) < 0.5:
-            hr = hr.flip(3)
+    for hr in hr_batches(crops, cfg, warmup + n):
         hr = hr.to(device).contiguous(memory_format=cl)
         ctx = torch.autocast("cuda", torch.bfloat16) if amp else torch.autocast("cpu",
                                                                                  enabled=False)
@@ -129,20 +144,22 @@ def main() -> None:
                           checkpoint_every=0, device=args.device, amp=not args.no_amp,
                           channels_last=not args.no_amp, workers=0 if args.device == "cpu"
                           else -1)
-        probe = Trainer(TrainConfig(**{**cfg.__dict__, "iterations": 1}), overwrite=True)
-        device = probe.device
-        crops = torch.stack([probe.dataset[p][0] for p in range(len(probe.dataset))])
-        del probe
+        device = resolve_device(args.device)
+        index = DatasetIndex.read(ds)
+        chips = TrainCrops([c.path for c in index.split("train")], index.scaling, chip, 0,
+                           (chip, chip))
+        crops = torch.stack([chips[p][0] for p in range(len(chips))])
         eng, mini = [], []
         for r in range(args.rounds):
-            eng.append(engine_round(TrainConfig(**cfg.__dict__), args.warmup, args.iterations))
+            eng.append(step_round(crops, cfg, device, args.warmup, args.iterations))
             mini.append(minimal_round(crops, cfg, device, args.warmup, args.iterations))
-            print(f"round {r + 1}: engine {eng[-1]:.4f} s/it, minimal {mini[-1]:.4f} s/it, "
+            print(f"round {r + 1}: step {eng[-1]:.4f} s/it, minimal {mini[-1]:.4f} s/it, "
                   f"ratio {eng[-1] / mini[-1]:.3f}", flush=True)
         e, m = statistics.median(eng), statistics.median(mini)
         name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
         print(f"adv+rec HR {args.hr_size} batch {args.batch_size} on {name} "
-              f"({torch.get_num_threads()} threads): engine {e:.4f} s/it ({1 / e:.2f} it/s), "
+              f"({torch.get_num_threads()} threads): GCNModel.step {e:.4f} s/it "
+              f"({1 / e:.2f} it/s), "
               f"minimal loop {m:.4f} s/it ({1 / m:.2f} it/s), ratio {e / m:.3f} "
               f"(target <= 1.10)")
 

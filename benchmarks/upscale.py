@@ -35,7 +35,7 @@ def _image(size: int) -> np.ndarray:
     import rasterio
     from rasterio.windows import Window
 
-    from satsr.scaling import BandScaling
+    from satsr.data.scaling import BandScaling
 
     with rasterio.open(SOURCE) as ds:
         data = ds.read([1, 2, 3], window=Window(0, 0, size, size), boundless=True)
@@ -46,9 +46,9 @@ def throughput(size: int, blocks: int, repeats: int) -> dict[str, float]:
     """Tiled vs whole-image output MPix/s of the default generator on a real image."""
     import torch
 
-    from satsr.models.generator import Generator
-    from satsr.tiling import TileGrid, receptive_radius
-    from satsr.upscale import DEFAULT_OVERLAP, DEFAULT_TILE, super_resolve
+    from satsr.inference.engine import DEFAULT_OVERLAP, DEFAULT_TILE, super_resolve
+    from satsr.inference.tiling import TileGrid, receptive_radius
+    from satsr.nn.generator import Generator
 
     torch.manual_seed(0)
     gen = Generator(3, 4, n_blocks=blocks).eval()
@@ -99,8 +99,9 @@ def child_rss(src: str, method: str) -> None:
     """Child process: upscale `src` and print peak RSS (MiB) and time as JSON."""
     import torch
 
-    from satsr.models.generator import Generator
-    from satsr.upscale import Engine, upscale_raster
+    from satsr.inference.engine import Engine
+    from satsr.inference.writer import upscale_raster
+    from satsr.nn.generator import Generator
 
     if method == "bicubic":
         engine = Engine.baseline("bicubic", 4)

@@ -123,10 +123,11 @@ def step_export(work: Path, hardware: str | None) -> None:
     import numpy as np
     import yaml
 
-    from satsr import evaluate as ev
-    from satsr.bundled import MODELS_DIR
-    from satsr.index import DatasetIndex
-    from satsr.modelfile import load_model, save_model
+    from satsr import load_model
+    from satsr.data.index import DatasetIndex
+    from satsr.evaluation import scoring as ev
+    from satsr.inference.bundled import MODELS_DIR
+    from satsr.inference.modelfile import save_model
 
     gen, meta = load_model(work / "run")
     cfg = yaml.safe_load((work / "run" / "config.yaml").read_text())
@@ -152,8 +153,8 @@ def step_export(work: Path, hardware: str | None) -> None:
                ev.classical_method("bicubic", 4)]
     metrics = ["l2", "dssim", "psnr", "alex", "alex-l", "vgg", "vgg-l"]
     t0 = time.time()
-    res = ev.evaluate(samples, methods, metrics, scaling, 4, [0, 1, 2], total=total,
-                      progress=False)
+    res = ev.score_samples(samples, methods, metrics, scaling, 4, [0, 1, 2], total=total,
+                           progress=False)
     print(f"eval of {total} test chips: {time.time() - t0:.0f} s")
     src_of = [Path(c.source).name.replace("_without_demo", "").split("_")[0] for c in test]
     overall = {m: {k: float(np.mean(res.values[m][k])) for k in metrics} for m in res.methods}

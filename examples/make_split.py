@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from satsr.splitfile import plan_split
+from satsr.data.splitfile import plan_split
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK, FRACTIONS, SEED = 192, (0.7, 0.15, 0.15), 0

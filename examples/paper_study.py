@@ -93,7 +93,7 @@ def main() -> None:
 
 
 def _iterations(model: Path) -> int:
-    from satsr.modelfile import read_metadata
+    from satsr.inference.modelfile import read_metadata
 
     return int(read_metadata(model).get("iterations", 0))
 

@@ -2,7 +2,7 @@
 
 1. `satsr upscale` of the sample GeoTIFF with the default model -> DIR/sample_x4.tif
    (georeferenced: same CRS and footprint, 4x the pixels).
-2. `satsr eval` of the sample taken as HR (degraded by 4 with satsr.degrade, then brought
+2. `satsr eval` of the sample taken as HR (degraded by 4 with satsr.data.degrade, then brought
    back by nearest, bicubic and the model) -> DIR/eval.json, DIR/eval.csv and
    DIR/side_by_side.png (the same crop of HR, nearest, bicubic and satsr).
 """
@@ -13,7 +13,15 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from satsr.data.raster import check_output
 from satsr.errors import SatsrError
+from satsr.evaluation import scoring as ev
+from satsr.evaluation.metrics import METRICS
+from satsr.inference.bundled import SAMPLE, default_model_path
+from satsr.inference.engine import load_engine
+from satsr.inference.modelfile import model_scaling, resolve_model_path
+from satsr.inference.writer import upscale_raster
+from satsr.nn.device import resolve_device
 
 OUTPUTS = ("sample_x4.tif", "side_by_side.png", "eval.json", "eval.csv")
 
@@ -36,26 +44,17 @@ def run_demo(out: str | Path, *, model: str | Path | None = None, sample: str | 
              device: str = "auto", overwrite: bool = False, progress: bool = False,
              figure_crop: int = 128) -> DemoResult:
     """Run the demo into folder `out` (created if needed); existing outputs need `overwrite`."""
-    from satsr import evaluate as ev
-    from satsr.bundled import SAMPLE, default_model_path
-    from satsr.metrics import METRICS
-    from satsr.modelfile import model_scaling, resolve_model_path
-    from satsr.upscale import load_engine, resolve_device, upscale_raster
-
     out = Path(out)
     sample = Path(sample) if sample is not None else SAMPLE
     if not sample.is_file():
         raise SatsrError(f"demo sample not found: {sample}")
     model_path = resolve_model_path(model) if model is not None else default_model_path()
     if out.exists() and not out.is_dir():
-        raise SatsrError(f"{out} exists and is not a folder")
+        raise SatsrError(f"output exists and is not a folder: {out}")
     targets = {name: out / name for name in OUTPUTS}
-    if not overwrite:
-        there = [str(p) for p in targets.values() if p.exists()]
-        if there:
-            raise SatsrError(f"{there[0]} exists (use --overwrite to replace the demo's "
-                             f"outputs)")
     out.mkdir(parents=True, exist_ok=True)
+    for target in targets.values():
+        check_output(target, overwrite)
     dev = str(resolve_device(device))
 
     # 1. the georeferenced 4x GeoTIFF
@@ -74,10 +73,10 @@ def run_demo(out: str | Path, *, model: str | Path | None = None, sample: str | 
         warnings.simplefilter("ignore")
         unavailable = ev.resolve_lpips(list(METRICS), False, None)
     metrics = [m for m in METRICS if m not in unavailable]  # a table that fits a terminal
-    result = ev.evaluate(samples, methods, metrics, scaling, scale, ev.parse_rgb(None,
-                         scaling.bands), device=dev, total=total,
-                         progress=progress, figure_crop=figure_crop,
-                         info={**info, "model": str(model_path)})
+    result = ev.score_samples(samples, methods, metrics, scaling, scale, ev.parse_rgb(None,
+                              scaling.bands), device=dev, total=total,
+                              progress=progress, figure_crop=figure_crop,
+                              info={**info, "model": str(model_path)})
     result.write_json(targets["eval.json"])
     result.write_csv(targets["eval.csv"])
     ev.write_figure(result, targets["side_by_side.png"])

@@ -17,7 +17,7 @@ from affine import Affine
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from satsr.scaling import BandScaling
+from satsr.data.scaling import BandScaling
 
 #: Small real rasters shipped with the repository, named as the full files of ../shared/data
 #: (tests/data/README.md says what each is cut from; tests/data/make_fixtures.py remakes them).
@@ -26,7 +26,7 @@ FIXTURES = Path(__file__).resolve().parent / "data"
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     """Run `satsr ARGS` in-process: (exit code, stdout, stderr)."""
-    from satsr.cli import main
+    from satsr.cli.app import main
 
     code = 0
     try:

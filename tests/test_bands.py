@@ -1,4 +1,4 @@
-"""satsr.bands: band meaning from GDAL metadata, and value ranges measured on the input."""
+"""satsr.data.bands: band meaning from GDAL metadata, and value ranges measured on the input."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import rasterio
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.windows import Window
 
-from satsr.bands import band_names, estimate_scaling, name_from_description, rgb_bands
+from satsr.data.bands import band_names, estimate_scaling, name_from_description, rgb_bands
 from satsr.errors import SatsrError
 
 
@@ -109,7 +109,7 @@ def test_windows_never_read_the_whole_raster(shared: Path, tmp_path: Path,
     with rasterio.open(shared / "landsat8_rgb16_60m.tif") as src:
         data = np.tile(src.read(), (1, 6, 6))
     p = _write(tmp_path / "big.tif", data, tiled=True, blockxsize=256, blockysize=256)
-    import satsr.bands as bands_mod
+    import satsr.data.bands as bands_mod
 
     seen: list[int] = []
     real = bands_mod.read_window

@@ -14,10 +14,10 @@ from affine import Affine
 from helpers import FIXTURES, assert_same_georef, run_cli
 from rasterio.windows import Window
 
-from satsr.bundled import DEFAULT_MODEL, SAMPLE, bundled_model, bundled_models
-from satsr.degrade import upsample
-from satsr.modelfile import load_model, read_metadata
-from satsr.models.generator import Generator
+from satsr.data.degrade import upsample
+from satsr.inference.bundled import DEFAULT_MODEL, SAMPLE, bundled_model, bundled_models
+from satsr.inference.modelfile import load_model, read_metadata
+from satsr.nn.generator import Generator
 
 # ------------------------------------------------------------------ residual generator
 
@@ -102,8 +102,8 @@ def _test_chips(per_source: int) -> dict[str, list[np.ndarray]]:
 
 
 def test_bundled_model_beats_bicubic_on_test_split_chips():
-    from satsr import evaluate as ev
-    from satsr.scaling import BandScaling
+    from satsr.data.scaling import BandScaling
+    from satsr.evaluation import scoring as ev
 
     chips = _test_chips(4)
     assert "landsat7_bahamas_300m.tif" in chips and len(chips) >= 8
@@ -113,7 +113,7 @@ def test_bundled_model_beats_bicubic_on_test_split_chips():
     methods = [ev.model_method(DEFAULT_MODEL, scaling, 4, name="satsr"),
                ev.classical_method("bicubic", 4)]
     metrics = ["psnr", "alex-l", "vgg-l"]
-    res = ev.evaluate(samples, methods, metrics, scaling, 4, [0, 1, 2], progress=False)
+    res = ev.score_samples(samples, methods, metrics, scaling, 4, [0, 1, 2], progress=False)
     mean = {m: {k: float(np.mean(res.values[m][k])) for k in metrics} for m in res.methods}
     assert mean["satsr"]["alex-l"] < mean["bicubic"]["alex-l"], mean
     assert mean["satsr"]["vgg-l"] < mean["bicubic"]["vgg-l"], mean

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from satsr.data.scaling import BandScaling
 from satsr.errors import SatsrError
-from satsr.modelfile import load_model, read_metadata, save_model
-from satsr.models import AutoEncoder, Discriminator, Generator, Trunk
-from satsr.scaling import BandScaling
+from satsr.inference.modelfile import load_model, read_metadata, save_model
+from satsr.nn import AutoEncoder, Discriminator, Generator, Trunk
 
 
 def test_uint8_scaling_maps_0_255_to_unit_range_and_back_exactly():

@@ -1,4 +1,4 @@
-"""satsr.degrade: the degradation pipelines shared by train and eval, checked against physics
+"""satsr.data.degrade: the degradation pipelines shared by train and eval, checked against physics
 written out in the tests (MTF of a cosine, noise variance, nearest sampling positions)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from satsr.degrade import (
+from satsr.data.degrade import (
     EVAL_FAMILIES,
     PRESETS,
     Degradation,
@@ -22,7 +22,7 @@ from satsr.degrade import (
     downscale,
     mtf_to_sigma,
 )
-from satsr.scaling import BandScaling
+from satsr.data.scaling import BandScaling
 
 
 def _hr(seed: int = 0, b: int = 3, c: int = 3, size: int = 48) -> torch.Tensor:

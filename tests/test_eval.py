@@ -14,10 +14,10 @@ from helpers import run_cli, write_dataset
 from PIL import Image
 from rasterio.windows import Window
 
-from satsr import evaluate as ev
 from satsr.errors import MissingWeightsError, SatsrError
-from satsr.metrics import LPIPSMetric, classical, get_lpips, parse_metrics, to_uint8
-from satsr.weights import (
+from satsr.evaluation import scoring as ev
+from satsr.evaluation.metrics import LPIPSMetric, classical, get_lpips, parse_metrics, to_uint8
+from satsr.evaluation.weights import (
     TORCHVISION_FILES,
     find_torchvision_weights,
     load_backbone,
@@ -57,7 +57,7 @@ def _real_pairs(shared: Path, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
     with seeded noise, 4x and 2x without, then two levels of noise alone), so the first is the
     most distant one.
     """
-    from satsr.degrade import downscale, upsample
+    from satsr.data.degrade import downscale, upsample
 
     corners = [(100, 100), (400, 150), (700, 300), (200, 600), (600, 700)]
     with rasterio.open(shared / "netherlands_aerial_0.25m.tif") as ds:
@@ -86,8 +86,8 @@ def _crop_tif(src: Path, dst: Path, x: int, y: int, w: int, h: int) -> Path:
 
 
 def _tiny_model(path: Path, bands: int, scaling: dict) -> Path:
-    from satsr.modelfile import save_model
-    from satsr.models import Generator
+    from satsr.inference.modelfile import save_model
+    from satsr.nn import Generator
 
     torch.manual_seed(0)
     gen = Generator(bands=bands, scale=4, n_blocks=2, features=16)
@@ -198,7 +198,7 @@ def test_l2_dssim_psnr_match_independent_computations_on_real_chips(shared: Path
     import lpips
     from skimage.color import rgb2lab
 
-    from satsr.degrade import downscale, upsample
+    from satsr.data.degrade import downscale, upsample
 
     with rasterio.open(shared / "netherlands_aerial_0.25m.tif") as ds:
         hr8 = ds.read(window=Window(300, 400, 64, 64))
@@ -243,8 +243,8 @@ def test_bicubic_beats_nearest_on_psnr_on_real_chips(shared: Path, tmp_path: Pat
     """On real aerial chips, bicubic upsampling scores a higher PSNR than nearest neighbour."""
     samples, total, scaling, info = ev.dataset_samples(_dataset(tmp_path, shared, test=6))
     methods = [ev.classical_method("bicubic", 4), ev.classical_method("nearest", 4)]
-    res = ev.evaluate(samples, methods, ["l2", "dssim", "psnr"], scaling, 4, [0, 1, 2],
-                      total=total, progress=False)
+    res = ev.score_samples(samples, methods, ["l2", "dssim", "psnr"], scaling, 4, [0, 1, 2],
+                           total=total, progress=False)
     s = res.summary()
     assert len(res.values["bicubic"]["psnr"]) == 6
     assert s["bicubic"]["psnr"][0] > s["nearest"]["psnr"][0]
@@ -255,7 +255,7 @@ def test_bicubic_beats_nearest_on_psnr_on_real_chips(shared: Path, tmp_path: Pat
 def test_eval_table_json_csv_figure_for_a_model_and_bicubic(
         shared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The CLI prints methods x metrics, writes JSON/CSV/figure, and ranks by minimax PE."""
-    from satsr.index import DatasetIndex
+    from satsr.data.index import DatasetIndex
 
     ds = _dataset(tmp_path, shared)
     model = _tiny_model(tmp_path / "tiny.safetensors", 3,
@@ -295,8 +295,8 @@ def test_uint16_data_and_rgb_band_choice(shared: Path, tmp_path: Path) -> None:
     src = shared / "landsat8_rgb16_60m.tif"
     samples, total, scaling, _ = ev.raster_samples([src], 128, 4)
     assert scaling.dtype == "uint16" and total > 1
-    res = ev.evaluate(samples, [ev.classical_method("bicubic", 4)], ["psnr", "l2"], scaling,
-                      4, ev.parse_rgb("3,2,1", 3), progress=False)
+    res = ev.score_samples(samples, [ev.classical_method("bicubic", 4)], ["psnr", "l2"], scaling,
+                           4, ev.parse_rgb("3,2,1", 3), progress=False)
     assert res.info["rgb"] == [3, 2, 1] and res.info["samples"] >= 1
     assert 10 < res.summary()["bicubic"]["psnr"][0] < 60
 
@@ -331,7 +331,7 @@ def test_folder_without_test_split_fails_clearly(
 
 def test_model_for_other_bands_fails_clearly(
         shared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from satsr.scaling import BandScaling
+    from satsr.data.scaling import BandScaling
 
     ds = _dataset(tmp_path, shared)
     model = _tiny_model(tmp_path / "m4.safetensors", 4, BandScaling.for_uint8(4).to_dict())

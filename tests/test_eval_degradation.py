@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from helpers import run_cli, write_dataset
 
-from satsr import evaluate as ev
-from satsr.degrade import Degradation
+from satsr.data.degrade import Degradation
+from satsr.evaluation import scoring as ev
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +21,8 @@ def ds(shared: Path, tmp_path_factory) -> Path:
 
 def _run(ds: Path, degs: list[Degradation] | None, seed: int = 0) -> ev.EvalResult:
     samples, total, scaling, info = ev.dataset_samples(ds)
-    return ev.evaluate(samples, [ev.classical_method("bicubic", 4)], ["psnr", "l2"], scaling, 4,
-                       [0, 1, 2], total=total, progress=False, degradations=degs, seed=seed)
+    return ev.score_samples(samples, [ev.classical_method("bicubic", 4)], ["psnr", "l2"], scaling,
+                            4, [0, 1, 2], total=total, progress=False, degradations=degs, seed=seed)
 
 
 def test_rows_per_degradation_and_bicubic_row_equals_a_plain_eval(ds: Path) -> None:
@@ -43,8 +43,8 @@ def test_random_degradations_are_drawn_per_image_from_the_seed(ds: Path) -> None
     assert a.values[key]["psnr"] != c.values[key]["psnr"]
     # an image's LR does not depend on the batch it falls in
     samples, total, scaling, _ = ev.dataset_samples(ds)
-    one = ev.evaluate(samples, [ev.classical_method("bicubic", 4)], ["psnr"], scaling, 4,
-                      [0, 1, 2], total=total, progress=False, degradations=deg, batch_size=1)
+    one = ev.score_samples(samples, [ev.classical_method("bicubic", 4)], ["psnr"], scaling, 4,
+                           [0, 1, 2], total=total, progress=False, degradations=deg, batch_size=1)
     assert one.values[key]["psnr"] == a.values[key]["psnr"]
 
 

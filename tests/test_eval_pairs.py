@@ -14,8 +14,8 @@ from helpers import run_cli
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from satsr import evaluate as ev
-from satsr.metrics import LPIPSMetric, classical
+from satsr.evaluation import scoring as ev
+from satsr.evaluation.metrics import LPIPSMetric, classical
 
 
 @pytest.fixture(autouse=True)
@@ -158,8 +158,8 @@ def test_pair_above_the_pixel_budget_is_the_mean_of_its_pieces(shared: Path,
     pred = _write(tmp_path / "pred.tif", _blurred(data), prof)
     samples, total, scaling, label, info = ev.pair_samples(pred, ref, chip=48,
                                                            max_pixels=96 * 96 - 1)
-    res = ev.evaluate(samples, [ev.Method(label, lambda x: x)], ["psnr", "alex"], scaling,
-                      1, [0, 1, 2], progress=False, info=info)
+    res = ev.score_samples(samples, [ev.Method(label, lambda x: x)], ["psnr", "alex"], scaling,
+                           1, [0, 1, 2], progress=False, info=info)
     assert total == 4 and res.info["samples"] == 4 and "pieces" in res.info["scored"]
     a = torch.from_numpy(_blurred(data).astype(np.float32))[None] / 127.5 - 1
     b = torch.from_numpy(data.astype(np.float32))[None] / 127.5 - 1

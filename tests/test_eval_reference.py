@@ -1,9 +1,10 @@
 """satsr's LPIPS, ranking and confidence intervals against second implementations written here.
 
-The LPIPS reference below shares nothing with satsr.metrics or the `lpips` package's modules
-but the weight files: the trunks are torchvision-layout `features` stacks built layer by layer
-(AlexNet: Krizhevsky's "one weird trick" variant torchvision ships; VGG16: configuration D),
-the input scaling, unit normalisation, v0.1 linear weighting and averaging are written out.
+The LPIPS reference below shares nothing with satsr.evaluation.metrics or the `lpips` package's
+modules but the weight files: the trunks are torchvision-layout `features` stacks built layer
+by layer (AlexNet: Krizhevsky's "one weird trick" variant torchvision ships; VGG16:
+configuration D), the input scaling, unit normalisation, v0.1 linear weighting and averaging
+are written out.
 The definitions follow `lpips/lpips.py` (LPIPS.forward, ScalingLayer, normalize_tensor) of
 lpips 0.1.4: raw (`lpips=False`) = sum over layers of the spatial mean of the channel SUM of
 squared differences; calibrated = the same with the channel sum weighted by the v0.1 layer.
@@ -23,9 +24,9 @@ from PIL import Image, ImageFilter
 from rasterio.windows import Window
 from torch import nn
 
-from satsr import evaluate as ev
-from satsr.metrics import LPIPSMetric
-from satsr.weights import load_backbone
+from satsr.evaluation import scoring as ev
+from satsr.evaluation.metrics import LPIPSMetric
+from satsr.evaluation.weights import load_backbone
 
 # lpips' ScalingLayer: (x - shift) / scale on [-1, 1] inputs (ImageNet statistics in [-1, 1])
 LPIPS_SHIFT = (-0.030, -0.088, -0.188)

@@ -18,11 +18,11 @@ import rasterio
 from helpers import run_cli
 from rasterio.windows import Window
 
-import satsr.raster
-from satsr.data import read_crop
+import satsr.data.raster
+from satsr.data.crops import read_crop
+from satsr.data.make_dataset import make_dataset
+from satsr.data.raster import parse_bands
 from satsr.errors import SatsrError
-from satsr.make_dataset import make_dataset
-from satsr.raster import parse_bands
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = "netherlands_aerial_0.25m.tif"
@@ -95,7 +95,7 @@ def test_make_dataset_of_a_truncated_raster_is_one_line(truncated, tmp_path, cap
 
 
 def test_make_dataset_mask_scan_of_a_truncated_raster_is_one_error(truncated, tmp_path):
-    # --nodata makes the validity scan (satsr.sampling.Scanner) read the pixels
+    # --nodata makes the validity scan (satsr.data.sampling.Scanner) read the pixels
     with pytest.raises(SatsrError, match=r"cut\.tif at window \(\d+, \d+, \d+, \d+\)"):
         make_dataset([truncated], tmp_path / "ds", size=32, count=10, nodata=0)
 
@@ -117,7 +117,7 @@ def test_eval_of_truncated_rasters_as_data_is_one_line(truncated, capsys):
 def test_read_window_and_training_crops_name_file_and_window(truncated):
     with rasterio.open(truncated) as ds:
         with pytest.raises(SatsrError) as exc:
-            satsr.raster.read_window(ds, [1, 2, 3], Window(96, 96, 32, 32), truncated)
+            satsr.data.raster.read_window(ds, [1, 2, 3], Window(96, 96, 32, 32), truncated)
     msg = str(exc.value)
     assert "\n" not in msg and str(truncated) in msg and "window (96, 96, 32, 32)" in msg
     with pytest.raises(SatsrError, match=r"cut\.tif at window \(64, 64, 64, 64\)"):
@@ -188,7 +188,7 @@ def test_parts_of_a_killed_run_are_removed_by_the_next_write(shared, tmp_path, c
 
 
 def test_parts_of_live_or_foreign_runs_are_kept(tmp_path):
-    from satsr.raster import _HOST
+    from satsr.data.raster import _HOST
     target = tmp_path / "o.tif"
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -199,18 +199,18 @@ def test_parts_of_live_or_foreign_runs_are_kept(tmp_path):
     other = tmp_path / f".p.tif.{_HOST}-{dead.pid}-jkl.part"  # another target's
     for p in (stale, stale_side, live, foreign, other):
         p.write_bytes(b"x")
-    assert sorted(satsr.raster.remove_stale_parts(target)) == sorted([stale, stale_side])
+    assert sorted(satsr.data.raster.remove_stale_parts(target)) == sorted([stale, stale_side])
     assert live.exists() and foreign.exists() and other.exists()
 
 
 def test_parts_of_an_earlier_process_with_the_same_pid_are_stale(tmp_path, monkeypatch):
-    from satsr.raster import _HOST
+    from satsr.data.raster import _HOST
 
     # in a container every run may get the same pid: a part older than this process is stale
     part = tmp_path / f".o.tif.{_HOST}-{os.getpid()}-abc.part"
     part.write_bytes(b"x")
-    monkeypatch.setattr(satsr.raster, "_process_start", lambda pid: time.time() + 60)
-    assert satsr.raster.remove_stale_parts(tmp_path / "o.tif") == [part]
+    monkeypatch.setattr(satsr.data.raster, "_process_start", lambda pid: time.time() + 60)
+    assert satsr.data.raster.remove_stale_parts(tmp_path / "o.tif") == [part]
 
 
 def test_sigterm_during_training_saves_a_checkpoint_and_exits_143(shared, tmp_path):
@@ -220,15 +220,15 @@ def test_sigterm_during_training_saves_a_checkpoint_and_exits_143(shared, tmp_pa
     run = tmp_path / "run"
     script = (
         "import os, signal, sys\n"
-        "import satsr.train as t\n"
-        "step = t.Trainer.step\n"
+        "import satsr.training.gcn as t\n"
+        "step = t.GCNModel.step\n"
         "def slow(self, hr):\n"
         "    out = step(self, hr)\n"
-        "    if self.iteration == 1:\n"
+        "    if self.iteration == 2:  # the step counts itself: during the second\n"
         "        os.kill(os.getpid(), signal.SIGTERM)\n"
         "    return out\n"
-        "t.Trainer.step = slow\n"
-        "from satsr.cli import main\n"
+        "t.GCNModel.step = slow\n"
+        "from satsr.cli.app import main\n"
         "main(sys.argv[1:])\n")
     proc = subprocess.run(
         [sys.executable, "-c", script, "train", str(ds), "-o", str(run), "--variant", "mse",
@@ -238,7 +238,7 @@ def test_sigterm_during_training_saves_a_checkpoint_and_exits_143(shared, tmp_pa
         timeout=300)
     assert proc.returncode == 143, proc.stderr
     assert "Traceback" not in proc.stderr and "interrupted at iteration 2" in proc.stderr
-    from satsr.train import load_checkpoint
+    from satsr.training.rundir import load_checkpoint
 
     assert load_checkpoint(run / "checkpoint.pt")["iteration"] == 2
     assert _leftovers(run) == []
@@ -300,7 +300,7 @@ def test_outputs_in_a_non_utf8_folder(odd, tmp_path, capsys):
     code, _, err = run_cli(["upscale", str(odd), "-o", str(folder / "o.tif"), "--method",
                             "nearest", "--scale", "2"], capsys)
     assert code == 0, err
-    with satsr.raster.open_raster(folder / "o.tif") as ds:
+    with satsr.data.raster.open_raster(folder / "o.tif") as ds:
         assert ds.width == 128
     code, _, err = run_cli(["make-dataset", str(odd), "-o", str(folder / "ds"), "--size", "16",
                             "-n", "5"], capsys)
@@ -330,13 +330,13 @@ def test_nodata_shadow_warning_does_not_leak(rgba_nodata, tmp_path, capsys):
 
 
 def test_any_warning_in_a_verb_prints_as_one_line(tiled, tmp_path, capsys, monkeypatch):
-    real = satsr.raster.parse_bands
+    real = satsr.data.raster.parse_bands
 
     def noisy(spec):  # stands for a torch / library UserWarning raised inside a verb
         warnings.warn("something deep inside\n  said this", UserWarning, stacklevel=1)
         return real(spec)
 
-    monkeypatch.setattr(satsr.raster, "parse_bands", noisy)
+    monkeypatch.setattr(satsr.data.raster, "parse_bands", noisy)
     code, _, err = run_cli(["upscale", str(tiled), "-o", str(tmp_path / "o.tif"), "--method",
                             "nearest"], capsys)
     assert code == 0, err
@@ -348,8 +348,9 @@ def test_any_warning_in_a_verb_prints_as_one_line(tiled, tmp_path, capsys, monke
 
 @pytest.mark.parametrize("spec", ["", " "])
 def test_empty_bands_is_an_error(tiled, tmp_path, capsys, spec):
-    with pytest.raises(SatsrError, match="--bands"):
+    with pytest.raises(SatsrError, match="^bands is empty") as caught:
         parse_bands(spec)
+    assert caught.value.options == ("bands",)  # the CLI shows it as --bands (below)
     assert parse_bands(None) is None
     code, _, err = run_cli(["make-dataset", str(tiled), "-o", str(tmp_path / "ds"), "--size",
                             "16", "-n", "5", "--bands", spec], capsys)
@@ -360,6 +361,6 @@ def test_empty_bands_is_an_error(tiled, tmp_path, capsys, spec):
 def test_library_reads_stay_exact(tiled):
     with rasterio.open(tiled) as ds:
         win = Window(3, 5, 17, 11)
-        read = satsr.raster.read_window
+        read = satsr.data.raster.read_window
         np.testing.assert_array_equal(read(ds, [1, 2], win), ds.read([1, 2], window=win))
         np.testing.assert_array_equal(read(ds), ds.read())

@@ -16,11 +16,11 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 from shapely.geometry import Polygon, box, mapping, shape
 
-from satsr.cli import main
+from satsr.cli.app import main
+from satsr.data.index import DatasetIndex
+from satsr.data.make_dataset import BandHistograms, SatsrWarning, make_dataset
+from satsr.data.sampling import Block, allocate, assign_splits, axis_cuts
 from satsr.errors import SatsrError
-from satsr.index import DatasetIndex
-from satsr.make_dataset import BandHistograms, SatsrWarning, make_dataset
-from satsr.sampling import Block, allocate, assign_splits, axis_cuts
 
 
 def _features(out: Path) -> list[dict]:
@@ -277,7 +277,7 @@ def test_histogram_percentiles_for_int16():
 
 def test_raster_shorter_than_size_is_an_error_but_fine_at_128(shared, tmp_path):
     src_path = shared / "colorado_aerial_0.15m.tif"
-    with pytest.raises(SatsrError, match="smaller than --size 256"):
+    with pytest.raises(SatsrError, match="smaller than size 256"):
         make_dataset([src_path], tmp_path / "x", size=256, count=4)
     # 383x232 holds two disjoint 128-px blocks: a three-way split cannot be met
     with pytest.raises(SatsrError, match="at most 6 chips could be cut"):
@@ -374,7 +374,7 @@ def test_cli_refuses_a_non_empty_output_without_overwrite(shared, tmp_path, caps
 
 
 def test_chip_counts_follow_area_not_the_number_of_positions():
-    from satsr.sampling import allocate_capped
+    from satsr.data.sampling import allocate_capped
 
     # a block one chip wide has a single position but as much area as its neighbour
     a, b = Block(0, 0, 0, 32, 32), Block(1, 0, 0, 63, 32)

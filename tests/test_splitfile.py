@@ -1,4 +1,4 @@
-"""Split files: one committed block split reused by every dataset (satsr.splitfile)."""
+"""Split files: one committed block split reused by every dataset (satsr.data.splitfile)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from helpers import run_cli
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
+from satsr.data.make_dataset import make_dataset
+from satsr.data.splitfile import SplitFile, plan_split
 from satsr.errors import SatsrError
-from satsr.make_dataset import make_dataset
-from satsr.splitfile import SplitFile, plan_split
 
 ROOT = Path(__file__).resolve().parents[1]
 

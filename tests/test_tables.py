@@ -9,8 +9,8 @@ import pytest
 from helpers import run_cli
 from rich.console import Console
 
-from satsr import evaluate as ev
-from satsr.metrics import METRICS
+from satsr.evaluation import scoring as ev
+from satsr.evaluation.metrics import METRICS
 
 BOX = "│┃║─━═┏┓┗┛┣┫┳┻╋┡┩╇┌┐└┘├┤┬┴┼╭╮╰╯╞╡╪╘╛╒╕╤╧"
 
@@ -114,7 +114,7 @@ def test_eval_cli_table_and_notes_at_80_columns(
 
 def test_models_table_fits_80_columns(capsys: pytest.CaptureFixture[str],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from satsr.bundled import DEFAULT_MODEL, MODELS_DIR
+    from satsr.inference.bundled import DEFAULT_MODEL, MODELS_DIR
 
     monkeypatch.setenv("COLUMNS", "80")
     code, narrow, err = run_cli(["models"], capsys)

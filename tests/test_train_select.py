@@ -12,9 +12,10 @@ import torch
 from helpers import run_cli, write_dataset
 
 from satsr.errors import MissingWeightsError, SatsrError
-from satsr.modelfile import load_model, read_metadata
-from satsr.selection import GeneratorEMA, Selection, ValidationScorer
-from satsr.train import TrainConfig, Trainer, train
+from satsr.inference.modelfile import load_model, read_metadata
+from satsr.training.config import TrainConfig
+from satsr.training.loop import Trainer, train
+from satsr.training.selection import GeneratorEMA, Selection, ValidationScorer
 
 
 @pytest.fixture(autouse=True)
@@ -48,14 +49,14 @@ def val_rows(run: Path) -> list[dict[str, str]]:
 def test_degradation_draws_per_iteration_and_is_recorded(ds: Path, tmp_path: Path) -> None:
     t = Trainer(cfg(ds, tmp_path / "run", degradation="realistic"))
     hr = t.val_hr[:2] if len(t.val_hr) else torch.rand(2, 3, 32, 32) * 2 - 1
-    a = t.make_lr(hr)
-    assert torch.equal(a, t.make_lr(hr))  # same iteration, same draws
-    t.iteration = 1
-    assert not torch.equal(a, t.make_lr(hr))
+    a = t.model.make_lr(hr)
+    assert torch.equal(a, t.model.make_lr(hr))  # same iteration, same draws
+    t.model.iteration = 1
+    assert not torch.equal(a, t.model.make_lr(hr))
     plain = Trainer(cfg(ds, tmp_path / "plain"))
-    from satsr.degrade import downscale
+    from satsr.data.degrade import downscale
 
-    assert torch.equal(plain.make_lr(hr), downscale(hr, 4).clamp(-1, 1))
+    assert torch.equal(plain.model.make_lr(hr), downscale(hr, 4).clamp(-1, 1))
     t.run()
     meta = read_metadata(tmp_path / "run" / "model.safetensors")
     assert meta["degradation"]["name"] == "realistic"
@@ -68,7 +69,8 @@ def test_resume_is_exact_with_a_random_degradation(ds: Path, tmp_path: Path) -> 
     train(cfg(ds, tmp_path / "b", degradation="sensor", iterations=2))
     b = Trainer(cfg(ds, tmp_path / "b", degradation="sensor", iterations=4), resume=True)
     b.run()
-    for (k, v), w in zip(a.G.state_dict().items(), b.G.state_dict().values(), strict=True):
+    for (k, v), w in zip(a.model.G.state_dict().items(), b.model.G.state_dict().values(),
+                         strict=True):
         torch.testing.assert_close(v, w, rtol=1e-5, atol=1e-6, msg=k)
     with pytest.raises(SatsrError, match="cannot change degradation"):
         Trainer(cfg(ds, tmp_path / "b", degradation="realistic", iterations=6), resume=True)
@@ -139,16 +141,16 @@ def test_select_needs_validation_rgb_and_weights(ds: Path, shared: Path, tmp_pat
                            {"train": 4})
     with pytest.raises(SatsrError, match="needs validation, but dataset .* has no val"):
         Trainer(cfg(no_val, tmp_path / "r1", select="pe-l", val_every=1))
-    with pytest.raises(SatsrError, match="needs validation, but --val-every is 0"):
+    with pytest.raises(SatsrError, match="needs validation, but val_every is 0"):
         Trainer(cfg(ds, tmp_path / "r2", select="psnr", val_every=0))
     two = write_dataset(tmp_path / "two", shared / "naip_rgbn_5m.tif", 32,
                         {"train": 4, "val": 1}, bands=[1, 4])
     with pytest.raises(SatsrError, match="LPIPS on 3 bands; this dataset has 2"):
         Trainer(cfg(two, tmp_path / "r3", select="vgg-l", val_every=1))
-    import satsr.metrics
+    import satsr.evaluation.metrics
 
-    monkeypatch.setattr(satsr.metrics, "locate_backbone", lambda net, d=None: None)
-    with pytest.raises(MissingWeightsError, match=r"--select vgg-l needs LPIPS vgg-l: vgg16 "
+    monkeypatch.setattr(satsr.evaluation.metrics, "locate_backbone", lambda net, d=None: None)
+    with pytest.raises(MissingWeightsError, match=r"select vgg-l needs LPIPS vgg-l: vgg16 "
                                                   r"ImageNet weights not found: put "
                                                   r"vgg16-397923af.pth .* in \S+checkpoints"):
         Trainer(cfg(ds, tmp_path / "r4", select="vgg-l", val_every=1))
@@ -177,15 +179,17 @@ def test_ema_run_saves_the_averaged_weights_and_resumes_exactly(ds: Path, tmp_pa
     train(cfg(ds, tmp_path / "b", ema=0.5, iterations=2))
     b = Trainer(cfg(ds, tmp_path / "b", ema=0.5, iterations=4), resume=True)
     b.run()
-    assert a.ema is not None and b.ema is not None
-    for v, w in zip(a.ema.state_dict().values(), b.ema.state_dict().values(), strict=True):
+    assert a.model.ema is not None and b.model.ema is not None
+    for v, w in zip(a.model.ema.state_dict().values(), b.model.ema.state_dict().values(),
+                    strict=True):
         torch.testing.assert_close(v, w, rtol=1e-5, atol=1e-6)
     gen, meta = load_model(tmp_path / "a" / "model.safetensors")
     assert meta["ema"] == 0.5
-    for (k, v), w in zip(gen.state_dict().items(), a.ema.state_dict().values(), strict=True):
+    for (k, v), w in zip(gen.state_dict().items(), a.model.ema.state_dict().values(), strict=True):
         torch.testing.assert_close(v, w, msg=k)
-    assert any(not torch.equal(v, w) for v, w in zip(a.G.state_dict().values(),
-                                                     a.ema.state_dict().values(), strict=True))
+    assert any(not torch.equal(v, w)
+               for v, w in zip(a.model.G.state_dict().values(),
+                               a.model.ema.state_dict().values(), strict=True))
 
 
 def test_init_from_starts_from_a_model_and_refuses_other_shapes(ds: Path, shared: Path,
@@ -194,7 +198,7 @@ def test_init_from_starts_from_a_model_and_refuses_other_shapes(ds: Path, shared
     pre = tmp_path / "pre" / "model.safetensors"
     t = Trainer(cfg(ds, tmp_path / "fine", iterations=1, residual=True, init_from=str(pre)))
     gen, _ = load_model(pre)
-    for (k, v), w in zip(gen.state_dict().items(), t.G.state_dict().values(), strict=True):
+    for (k, v), w in zip(gen.state_dict().items(), t.model.G.state_dict().values(), strict=True):
         torch.testing.assert_close(v, w, msg=k)
     t.run()
     rec = read_metadata(tmp_path / "fine" / "model.safetensors")["init_from"]
@@ -202,7 +206,7 @@ def test_init_from_starts_from_a_model_and_refuses_other_shapes(ds: Path, shared
     with pytest.raises(SatsrError, match="cannot start from .* it is a x4 model of 3 bands, "
                                          "this run trains x2"):
         Trainer(cfg(ds, tmp_path / "x2", scale=2, residual=True, init_from=str(pre)))
-    with pytest.raises(SatsrError, match="--n-blocks 1 \\(not 2\\)"):
+    with pytest.raises(SatsrError, match="n_blocks 1 \\(not 2\\)"):
         Trainer(cfg(ds, tmp_path / "nb", n_blocks=2, residual=True, init_from=str(pre)))
     rgbn = write_dataset(tmp_path / "rgbn", shared / "naip_rgbn_5m.tif", 32, {"train": 4},
                          bands=[1, 2, 3, 4])

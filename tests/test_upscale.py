@@ -19,12 +19,13 @@ from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from satsr.cli import main
-from satsr.modelfile import save_model
-from satsr.models.generator import Generator
-from satsr.scaling import BandScaling
-from satsr.tiling import TileGrid, axis_tiles, receptive_radius
-from satsr.upscale import Engine, super_resolve, upscale_raster
+from satsr.cli.app import main
+from satsr.data.scaling import BandScaling
+from satsr.inference.engine import Engine, super_resolve
+from satsr.inference.modelfile import save_model
+from satsr.inference.tiling import TileGrid, axis_tiles, receptive_radius
+from satsr.inference.writer import upscale_raster
+from satsr.nn.generator import Generator
 
 FEATURES = 8  # tiny generators: the behaviour under test does not depend on width
 

@@ -21,14 +21,15 @@ import torch
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from satsr.bundled import bundled_model
-from satsr.cli import main
+from satsr.cli.app import main
+from satsr.data.scaling import BandScaling
 from satsr.errors import SatsrError
-from satsr.modelfile import load_model, read_metadata, save_model
-from satsr.models.generator import Generator
-from satsr.scaling import BandScaling
-from satsr.tiling import TileGrid, axis_tiles
-from satsr.upscale import Engine, load_engine, super_resolve, upscale_raster
+from satsr.inference.bundled import bundled_model
+from satsr.inference.engine import Engine, load_engine, super_resolve
+from satsr.inference.modelfile import load_model, read_metadata, save_model
+from satsr.inference.tiling import TileGrid, axis_tiles
+from satsr.inference.writer import upscale_raster
+from satsr.nn.generator import Generator
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -24,15 +24,17 @@ import torch.nn.functional as F
 from helpers import write_dataset
 from torch import nn
 
-from satsr.losses import VARIANTS, PhiNetworks, generator_loss, get_variant
-from satsr.models import Generator
-from satsr.models.vgg import VGG19Features
-from satsr.train import TrainConfig, Trainer
+from satsr.nn import Generator
+from satsr.nn.phi import VARIANTS, PhiNetworks, get_variant
+from satsr.nn.vgg import VGG19Features
+from satsr.training.config import TrainConfig
+from satsr.training.loop import Trainer
+from satsr.training.losses import generator_loss
 
 ATOL, RTOL = 1e-6, 1e-5
 HR = 32  # the trunk's stride is 16: a 2x2 map of logits per image
 
-#: What each variant is, written independently of satsr.losses.VARIANTS.
+#: What each variant is, written independently of satsr.nn.phi.VARIANTS.
 PHI_KIND = {"mse": "identity", "ran": "trunk", "rec": "trunk", "cla": "vgg", "dis": "trunk",
             "adv": "trunk", "dis+rec": "trunk", "adv+rec": "trunk", "adv+mse": "identity",
             "adv+cla": "vgg"}
@@ -332,42 +334,42 @@ def test_one_engine_iteration_computes_these_losses_and_moves_the_trunk_iff_phi_
     t = trainer(ds, tmp_path / "run", variant, vgg_file)
     torch.manual_seed(11)
     hr = torch.rand(2, 3, HR, HR) * 2 - 1
-    if t.phi is None:
+    if t.model.phi is None:
         assert PHI_KIND[variant] != "trunk" and variant not in ADVERSARIAL
     else:
-        t.phi.train()
-        trunk = trunk_of(t.phi)
+        t.model.phi.train()
+        trunk = trunk_of(t.model.phi)
         conv_before = [b[0].weight.detach().clone() for b in trunk.blocks]
-        phi_before = copy.deepcopy(t.phi)
-    fake = t.forward_generator(hr)
-    phi_values = t.phi_step(hr, fake)
+        phi_before = copy.deepcopy(t.model.phi)
+    fake = t.model.forward_generator(hr)
+    phi_values = t.model.phi_step(hr, fake)
     expected_phi = PHI_PARTS[variant] or []
     assert len(phi_values) == len(expected_phi)
     if expected_phi:  # Φ's loss, on the networks as they were before the step
         ref = ref_phi_loss(variant, hr, fake.detach(), phi_before)
         for name, value in zip(expected_phi, phi_values, strict=True):
             close(value, ref[name], f"engine {variant} {name}")
-    g_values = t.generator_step(hr, fake)
+    g_values = t.model.generator_step(hr, fake)
     vgg = None
-    if t.vgg is not None:  # [-1, 1] -> ImageNet-normalised input, then VGG's layers
-        mean, std = t.vgg.mean, t.vgg.std
-        vgg = [lambda x: ((x + 1.0) * 0.5 - mean) / std, *t.vgg.features]
-    ref_g = ref_generator_loss(variant, hr, fake.detach(), t.phi, vgg, 2, 1.0, 0.1)
+    if t.model.vgg is not None:  # [-1, 1] -> ImageNet-normalised input, then VGG's layers
+        mean, std = t.model.vgg.mean, t.model.vgg.std
+        vgg = [lambda x: ((x + 1.0) * 0.5 - mean) / std, *t.model.vgg.features]
+    ref_g = ref_generator_loss(variant, hr, fake.detach(), t.model.phi, vgg, 2, 1.0, 0.1)
     for name, value in zip(["g_content", "g_adv"], g_values, strict=False):
         close(value, ref_g[name], f"engine {variant} {name}")
     assert len(g_values) == 1 + (variant in ADVERSARIAL)
-    if t.phi is not None:
-        trunk = trunk_of(t.phi)
+    if t.model.phi is not None:
+        trunk = trunk_of(t.model.phi)
         moved = [not torch.equal(a, b[0].weight) for a, b in zip(conv_before, trunk.blocks,
                                                                   strict=True)]
         # the TRUNK's convolutions (not merely some Φ parameter, e.g. a head) move iff Φ trains
         assert moved[0] == moved[1] == (variant in TRAINS_PHI), moved
         if variant in TRAINS_PHI:
-            assert t.opt_phi is not None
-            optimised = {id(p) for g in t.opt_phi.param_groups for p in g["params"]}
+            assert t.model.opt_phi is not None
+            optimised = {id(p) for g in t.model.opt_phi.param_groups for p in g["params"]}
             assert all(id(p) in optimised for p in trunk.parameters())
         else:
-            assert t.opt_phi is None
+            assert t.model.opt_phi is None
 
 
 def test_ran_keeps_phi_frozen_at_its_random_init_through_training(ds, vgg_file, tmp_path):
@@ -375,7 +377,7 @@ def test_ran_keeps_phi_frozen_at_its_random_init_through_training(ds, vgg_file, 
     torch.manual_seed(5)  # what the engine does: seed, build G, then Φ
     Generator(3, 4, 1, 8)
     init = PhiNetworks(get_variant("ran"), 3)
-    assert not any(p.requires_grad for p in t.phi.parameters()) and t.opt_phi is None
+    assert not any(p.requires_grad for p in t.model.phi.parameters()) and t.model.opt_phi is None
     t.run()
-    for (k, a), b in zip(init.named_parameters(), t.phi.parameters(), strict=True):
+    for (k, a), b in zip(init.named_parameters(), t.model.phi.parameters(), strict=True):
         assert torch.equal(a, b), k

@@ -1,0 +1,161 @@
+"""`satsr upscale`: super-resolve rasters of any size into georeferenced outputs."""
+
+from __future__ import annotations
+
+import glob
+import sys
+from pathlib import Path
+
+import typer
+
+from satsr.cli.options import (
+    bands_option,
+    cli_message,
+    creation_options_option,
+    device_option,
+    model_option,
+    nodata_option,
+    overwrite_option,
+    parse_creation_options,
+)
+from satsr.errors import SatsrError, UpscaleWarning, showing_warnings
+
+# Deferred imports: torch, rasterio and rich (and the satsr modules that import them) are
+# imported inside the command, so that `satsr --help` and every other verb start without
+# them.
+
+
+def expand_inputs(items: list[Path]) -> tuple[list[Path], bool]:
+    """Inputs as given, folders (their rasters) and quoted globs -> (files, several?)."""
+
+    from satsr.inference.writer import RASTER_SUFFIXES
+
+    files: list[Path] = []
+    several = len(items) > 1
+    for item in items:
+        text = str(item)
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir()
+                           if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
+            if not found:
+                raise SatsrError(f"no raster (.tif, .png, .jpg) in folder {item}")
+            files += found
+            several = True
+        elif not item.exists() and any(ch in text for ch in "*?["):
+            found = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
+            if not found:
+                raise SatsrError(f"no file matches {text}")
+            files += found
+            several = True
+        else:
+            files.append(item)
+    return files, several
+
+
+def _check_values(tile: int | None, overlap: int, batch_size: int | None, bands: str | None,
+                  scale: int | None) -> None:
+    """Refuse values that mean nothing, rather than quietly reading them as "the default"."""
+    if tile is not None and tile < 1:
+        raise SatsrError(f"--tile must be a positive number of pixels, not {tile}")
+    if overlap < 0:
+        raise SatsrError(f"--overlap must be 0 or more pixels, not {overlap}")
+    if batch_size is not None and batch_size < 1:
+        raise SatsrError(f"--batch-size must be at least 1, not {batch_size}")
+    if bands is not None and not bands.strip():
+        raise SatsrError("--bands is empty: give 1-based band numbers like 1,2,3, or leave "
+                         "it out for all bands but alpha")
+    if scale is not None and scale not in (2, 4, 8):
+        raise SatsrError(f"--scale must be 2, 4 or 8, not {scale}")
+
+
+def _check_tiling(device_kind: str, tile: int | None, overlap: int) -> None:
+    """The tile stride check of satsr.inference.tiling, worded with the flags (before any
+    file work)."""
+    from satsr.inference.engine import DEFAULT_TILE
+    from satsr.inference.tiling import check_tiling
+
+    if tile is None:
+        check_tiling(DEFAULT_TILE.get(device_kind, 256), overlap, "the default --tile",
+                     "--overlap")
+    else:
+        check_tiling(tile, overlap, "--tile", "--overlap")
+
+
+def command(
+    inputs: list[Path] = typer.Argument(..., metavar="IN...", show_default=False,
+                                        help="Rasters, folders of rasters or globs."),
+    out: Path = typer.Option(..., "--out", "-o", show_default=False,
+                             help="Output file (one input) or existing folder (several)."),
+    model: Path | None = model_option("Model file, run folder from `satsr train`, or bundled "
+                                      "model name (default: the bundled satsr-rgb-x4; see "
+                                      "`satsr models`)."),
+    method: str | None = typer.Option(None, "--method", show_default=False,
+                                      help="Classical baseline instead of a model: bicubic or "
+                                           "nearest."),
+    scale: int | None = typer.Option(None, "--scale", show_default=False,
+                                     help="Scale factor for --method: 2, 4 or 8 (default 4). A "
+                                          "model has its own: omit it, or give that one."),
+    bands: str | None = bands_option(),
+    nodata: float | None = nodata_option(),
+    tile: int | None = typer.Option(None, "--tile", show_default=False,
+                                    help="Tile side in input pixels (default 256 on CPU, 512 "
+                                         "on CUDA)."),
+    overlap: int = typer.Option(32, "--overlap",
+                                help="Pixels shared by neighbouring tiles; 2r+1 (r = model's "
+                                     "receptive radius, 29 px for 10 blocks) makes tiling "
+                                     "exact."),
+    batch_size: int | None = typer.Option(None, "--batch-size", show_default=False,
+                                          help="Tiles per forward pass (default 1 on CPU, 4 on "
+                                               "CUDA)."),
+    device: str = device_option(),
+    cog: bool = typer.Option(False, "--cog", help="Write a Cloud Optimized GeoTIFF with "
+                                                  "overviews."),
+    co: list[str] | None = creation_options_option("GDAL creation option (repeatable)."),
+    overwrite: bool = overwrite_option(),
+) -> None:
+    """Super-resolve rasters with a trained model (or a classical baseline), tile by tile."""
+
+    from rich.console import Console
+
+    from satsr.data.raster import check_output, parse_bands
+    from satsr.inference.engine import load_engine
+    from satsr.inference.writer import upscale_raster
+
+    _check_values(tile, overlap, batch_size, bands, scale)
+    files, several = expand_inputs(inputs)
+    creation = parse_creation_options(co)
+    band_list = parse_bands(bands)
+    if several:
+        if not out.is_dir():
+            raise SatsrError(f"with several inputs, -o must be an existing folder: {out}")
+        targets = [out / f.name for f in files]
+        names = [t.name for t in targets]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise SatsrError(f"several inputs share the output name {sorted(dup)[0]}")
+    else:
+        targets = [out / files[0].name if out.is_dir() else out]
+        check_output(targets[0], overwrite, source=files[0])
+    engine = load_engine(model, method, scale, device)
+    _check_tiling(engine.device.type, tile, overlap)
+    err = Console(stderr=True)
+    failed = 0
+    with showing_warnings(UpscaleWarning,
+                          lambda msg: print(f"satsr: warning: {msg}", file=sys.stderr)):
+        for src, dst in zip(files, targets, strict=True):
+            try:
+                result = upscale_raster(src, dst, engine, bands=band_list, nodata=nodata,
+                                        tile=tile, overlap=overlap, batch_size=batch_size,
+                                        cog=cog, creation_options=creation,
+                                        overwrite=overwrite, progress=err.is_terminal)
+            except Exception as exc:  # noqa: BLE001  (report it, finish the others)
+                if not several:
+                    raise
+                failed += 1
+                text = cli_message(exc) if isinstance(exc, SatsrError) else str(exc)
+                msg = text.splitlines()[0] if text else type(exc).__name__
+                print(f"satsr: error: {src}: {msg}", file=sys.stderr)
+                continue
+            Console().print(result.line(), soft_wrap=True, highlight=False)
+    if failed:
+        raise SatsrError(f"{failed} of {len(files)} inputs failed (see above)")

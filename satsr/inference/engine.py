@@ -1,0 +1,258 @@
+"""The super-resolution engine: a model (or a classical baseline) run tile by tile.
+
+`Engine` holds the network, its device and band scaling; `run_tiled` runs it over a tile
+grid (satsr.inference.tiling), blending overlapping tiles with their weights, and hands each
+finished block of output to a callback, so memory does not grow with the raster. A tile whose
+input or output holds NaN or inf stops the run with one NonFiniteError line. Sizes are
+checked, not defaulted: a tile or batch size of 0 or less, or a tile stride (tile - overlap)
+under satsr.inference.tiling.MIN_STRIDE, is refused.
+
+`super_resolve` runs the very same engine on an in-memory array (eval uses it); the GeoTIFF
+writer around it is satsr.inference.writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from satsr.data.degrade import upsample
+from satsr.data.scaling import BandScaling
+from satsr.errors import NonFiniteError, SatsrError
+from satsr.inference.bundled import default_model_path
+from satsr.inference.modelfile import load_model, model_scaling, read_metadata
+from satsr.inference.tiling import TileGrid, check_tiling, receptive_radius
+from satsr.nn.device import resolve_device
+from satsr.nn.generator import Generator
+
+#: Default overlap between neighbouring tiles, in input pixels (see satsr.inference.tiling).
+DEFAULT_OVERLAP = 32
+#: Default tile side in input pixels, by device kind: memory-friendly on CPU, larger on GPU.
+DEFAULT_TILE = {"cpu": 256, "cuda": 512}
+#: Default tiles per forward pass, by device kind.
+DEFAULT_BATCH = {"cpu": 1, "cuda": 4}
+METHODS = ("bicubic", "nearest")
+
+
+# ------------------------------------------------------------------------------- the engine
+
+@dataclass
+class Engine:
+    """A model or a classical baseline, ready to run on tiles in [-1, 1] units."""
+
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    scale: int
+    radius: int
+    device: torch.device
+    name: str
+    bands: int | None = None  # None: any band count (baselines)
+    scaling: BandScaling | None = None  # None: the raster's own scaling (baselines)
+    meta: dict[str, Any] = field(default_factory=dict)
+    is_model: bool = True
+
+    @classmethod
+    def from_generator(cls, gen: Generator, scaling: BandScaling | None = None,
+                       device: str | torch.device | None = None, name: str = "generator",
+                       meta: dict[str, Any] | None = None) -> Engine:
+        """Wrap a generator (put in eval mode, moved to `device` if given)."""
+        dev = resolve_device(device) if device is not None else next(gen.parameters()).device
+        gen = gen.to(dev).eval()
+        return cls(gen, int(gen.scale), receptive_radius(gen), dev, name, int(gen.bands),
+                   scaling, dict(meta or {}), True)
+
+    @classmethod
+    def baseline(cls, method: str, scale: int = 4,
+                 device: str | torch.device = "cpu") -> Engine:
+        """Classical upsampling ('bicubic' or 'nearest') through the same tiling engine."""
+        if method not in METHODS:
+            raise SatsrError(f"method takes bicubic or nearest, not {method!r}", option="method")
+        if scale not in (2, 4, 8):
+            raise SatsrError(f"scale must be 2, 4 or 8, not {scale}", option="scale")
+        radius = 2 if method == "bicubic" else 0
+
+        def fwd(x: torch.Tensor) -> torch.Tensor:
+            return upsample(x, scale, method)
+
+        return cls(fwd, scale, radius, resolve_device(device), method, None, None,
+                   {"variant": method}, False)
+
+
+def load_engine(model: str | Path | None = None, method: str | None = None,
+                scale: int | None = None, device: str = "auto") -> Engine:
+    """A model file / run folder (`model`) or a baseline (`method`), on `device`.
+
+    `scale` is the baselines' factor (default 4); a model has its own, so with a model
+    `scale` must be None or equal to it (silently ignoring it would surprise).
+    """
+    if model is not None and method is not None:
+        raise SatsrError("give either model or method, not both", option=("model", "method"))
+    dev = resolve_device(device)
+    if method is not None:
+        return Engine.baseline(method, 4 if scale is None else scale, dev)
+    path = model if model is not None else default_model_path()
+    own = int(read_metadata(path)["arch"]["scale"])
+    if scale is not None and scale != own:
+        raise SatsrError(f"scale {scale} does not apply: the model {path} upscales x{own} "
+                         "(scale is for method; omit it with a model)", option=("scale", "method"))
+    gen, meta = load_model(path, dev)
+    return Engine.from_generator(gen, model_scaling(meta), dev, name=str(path), meta=meta)
+
+
+def _first_non_finite(t: torch.Tensor) -> int | None:
+    """Index of the first item of a batch holding NaN or inf, or None."""
+    ok = torch.isfinite(t).flatten(1).all(1)
+    if bool(ok.all()):
+        return None
+    return int((~ok).nonzero()[0, 0])
+
+
+def _forward(engine: Engine, tiles: np.ndarray, weights: torch.Tensor,
+             bf16: bool) -> tuple[np.ndarray, int | None]:
+    """One batch (B, C, h, w) in [-1, 1] -> (weighted outputs (B, C, h*s, w*s) float32, index
+    of the first tile whose raw output is not finite, or None)."""
+    x = torch.from_numpy(tiles).to(engine.device)
+    with torch.inference_mode():
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=bf16):
+            y = engine.forward(x)
+        y = y.float()
+        bad = _first_non_finite(y)  # before weighting: 0 * inf would hide as NaN anyway
+        return (y * weights).cpu().numpy(), bad
+
+
+def run_tiled(engine: Engine, height: int, width: int,
+              read: Callable[[int, int, int, int], np.ndarray],
+              emit: Callable[[int, int, np.ndarray], None], *, tile: int, overlap: int,
+              batch_size: int, bf16: bool = False,
+              on_batch: Callable[[int], None] | None = None) -> TileGrid:
+    """Run `engine` over a height x width input in overlapping tiles and blend the outputs.
+
+    `read(row, col, h, w)` returns the input window (C, h, w) in [-1, 1] with masked pixels
+    already filled. `emit(row, col, block)` receives each finished block of output pixels
+    (C, bh, bw) in [-1, 1] at output coordinates, exactly once per output pixel, in row-major
+    order of tile rows. `on_batch(n)` is called after each batch of n tiles.
+
+    Raises NonFiniteError as soon as a tile's input or output holds NaN or inf (a damaged or
+    overflowing model, or unfilled NaN input): nothing of that tile row has been emitted.
+    """
+    if batch_size < 1:
+        raise SatsrError(f"batch_size must be at least 1, not {batch_size}")
+    s = engine.scale
+    grid = TileGrid.build(height, width, s, tile, overlap, engine.radius)
+    th, tw, ny, nx, xs = grid.tile_h, grid.tile_w, len(grid.ys), len(grid.xs), grid.xs
+    dev = engine.device
+    wx_t = [torch.from_numpy(w).to(dev) for w in grid.wx]
+    carry: np.ndarray | None = None  # rows [Y0, end of previous tile row) of pending sums
+    for i, y in enumerate(grid.ys):
+        y0, y1 = y * s, (y + th) * s
+        yf = grid.ys[i + 1] * s if i + 1 < ny else y1  # rows final after this tile row
+        wy_t = torch.from_numpy(grid.wy[i]).to(dev)
+        new_carry: np.ndarray | None = None
+        pending: np.ndarray | None = None  # columns right of the last emitted block
+        for j0 in range(0, nx, batch_size):
+            js = list(range(j0, min(j0 + batch_size, nx)))
+            x0, x1 = xs[js[0]], xs[js[-1]] + tw
+            lr = read(y, x0, th, x1 - x0)
+            c = lr.shape[0]
+            tiles = np.stack([lr[:, :, xs[j] - x0:xs[j] - x0 + tw] for j in js])
+            if not np.isfinite(tiles).all():
+                k = int(np.argmin(np.isfinite(tiles).reshape(len(js), -1).all(1)))
+                raise NonFiniteError(f"the input holds non-finite values (NaN or inf) in the "
+                                     f"tile at row {y}, column {xs[js[k]]}")
+            weights = torch.stack([wy_t[:, None] * wx_t[j][None, :] for j in js])[:, None]
+            out, bad = _forward(engine, np.ascontiguousarray(tiles), weights, bf16)
+            if bad is not None:
+                who = f"the model {engine.name}" if engine.is_model else engine.name
+                raise NonFiniteError(f"{who} gave non-finite output (NaN or inf) for the tile "
+                                     f"at input row {y}, column {xs[js[bad]]}"
+                                     + (": its weights may be damaged" if engine.is_model
+                                        else ""))
+            a, b = x0 * s, x1 * s
+            buf = np.zeros((c, y1 - y0, b - a), np.float32)
+            if pending is not None:
+                buf[:, :, :pending.shape[2]] += pending
+            for k, j in enumerate(js):
+                o = (xs[j] - x0) * s
+                buf[:, :, o:o + tw * s] += out[k]
+            del out
+            f = xs[js[-1] + 1] * s if js[-1] + 1 < nx else b  # columns final after batch
+            block = buf[:, :, :f - a]
+            pending = buf[:, :, f - a:].copy() if f < b else None
+            if carry is not None:
+                block[:, :carry.shape[1], :] += carry[:, :, a:f]
+            if yf > y0:
+                norm = grid.sum_y[y0:yf, None] * grid.sum_x[None, a:f]
+                emit(y0, a, block[:, :yf - y0] / norm)
+            if yf < y1:
+                if new_carry is None:
+                    new_carry = np.zeros((c, y1 - yf, width * s), np.float32)
+                new_carry[:, :, a:f] = block[:, yf - y0:]
+            del buf, block
+            if on_batch is not None:
+                on_batch(len(js))
+        carry = new_carry
+    return grid
+
+
+def super_resolve(lr: np.ndarray | torch.Tensor, model: Generator | Engine, *,
+                  tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+                  batch_size: int | None = None,
+                  device: str | torch.device | None = None) -> np.ndarray:
+    """Super-resolve an in-memory image (C, H, W) or stack (N, C, H, W) in [-1, 1] units.
+
+    Runs the same tiled engine as `upscale_raster` (for an image no larger than `tile`, that is
+    one whole-image forward pass). Returns float32 numpy in [-1, 1], H and W times the scale.
+    """
+    engine = model if isinstance(model, Engine) else Engine.from_generator(model, device=device)
+    arr = lr.detach().cpu().numpy() if isinstance(lr, torch.Tensor) else np.asarray(lr)
+    arr = arr.astype(np.float32, copy=False)
+    if arr.ndim == 3:
+        return super_resolve(arr[None], engine, tile=tile, overlap=overlap,
+                             batch_size=batch_size)[0]
+    if arr.ndim != 4:
+        raise ValueError(f"expected (C, H, W) or (N, C, H, W), got shape {arr.shape}")
+    tile, batch_size = tile_sizes(engine, tile, overlap, batch_size)
+    n, c, h, w = arr.shape
+    s = engine.scale
+    out = np.empty((n, c, h * s, w * s), np.float32)
+    for k in range(n):
+        img, dst = arr[k], out[k]
+
+        def read(r: int, col: int, hh: int, ww: int, img: np.ndarray = img) -> np.ndarray:
+            return img[:, r:r + hh, col:col + ww]
+
+        def emit(r: int, col: int, block: np.ndarray, dst: np.ndarray = dst) -> None:
+            dst[:, r:r + block.shape[1], col:col + block.shape[2]] = block
+
+        run_tiled(engine, h, w, read, emit, tile=tile, overlap=overlap, batch_size=batch_size)
+    return out
+
+
+def tile_sizes(engine: Engine, tile: int | None, overlap: int,
+               batch_size: int | None) -> tuple[int, int]:
+    """(tile, batch size): the device's defaults for None; 0 or less is refused, not defaulted."""
+    kind = engine.device.type
+    tile = DEFAULT_TILE.get(kind, 256) if tile is None else int(tile)
+    batch_size = DEFAULT_BATCH.get(kind, 1) if batch_size is None else int(batch_size)
+    check_tiling(tile, overlap)
+    if batch_size < 1:
+        raise SatsrError(f"batch_size must be at least 1, not {batch_size}")
+    return tile, batch_size
+
+
+def fill_invalid(unit: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Replace masked pixels by their nearest valid pixel's values (no dark halos).
+
+    A window with no valid pixel at all is filled with 0 (mid-range); its output is masked.
+    """
+    if valid.all():
+        return unit
+    if not valid.any():
+        return np.zeros_like(unit)
+    idx = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
+    return unit[:, idx[0], idx[1]]

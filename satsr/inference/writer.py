@@ -1,0 +1,399 @@
+"""The GeoTIFF writer: super-resolve rasters of any size, streaming window by window.
+
+The flow for one raster: open it and check it against the model (band count, dtype, ground
+resolution); build the tile grid (satsr.inference.tiling); for each row of tiles read the
+input window of each batch of tiles, scale it to [-1, 1] with the model's band scaling (or, for the
+classical baselines, the raster's own scaling), fill masked pixels with their nearest valid
+value (no dark halos), run the batch, multiply each tile's output by its blend weight and add
+it into a small accumulator. As soon as every tile touching a block of output pixels has been
+added, the block is normalised by the weight sum, mapped back to the raster's dtype, masked
+and written. Peak memory is one batch of tiles, one tile row band and a carry band of
+`overlap * scale` output rows: it does not grow with the raster's height, and only that thin
+carry band (plus GDAL's bounded cache) grows with its width.
+
+A tile whose input or output holds NaN or inf (a damaged or overflowing model) stops the run
+with one NonFiniteError line; the output is written through a temporary file, so nothing is
+published at the target path. Sizes are checked, not defaulted: a tile or batch size of 0
+or less, or a tile stride (tile - overlap) under satsr.inference.tiling.MIN_STRIDE, is refused.
+
+`super_resolve` runs the very same engine on an in-memory array (eval uses it).
+
+Band scaling
+------------
+With a model: the model file's own scaling (`model_scaling(meta)`), never recomputed, so the
+model sees exactly the numbers it was trained on; the raster's dtype must match the model's.
+With `--method bicubic|nearest`: uint8 uses the fixed 0..255 scaling; other dtypes use the
+raster's own exact per-band min/max over valid pixels, from one windowed pass (bounded memory),
+so the baseline round trip loses nothing but the interpolation itself.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from affine import Affine
+from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window
+
+from satsr import __version__
+from satsr.data import raster
+from satsr.data.raster import alpha_bands, atomic_path, gdal_env, open_raster, read_window
+from satsr.data.scaling import BandScaling, exact_scaling
+from satsr.errors import NonFiniteError, SatsrError, UpscaleWarning
+from satsr.inference.engine import (
+    DEFAULT_OVERLAP,
+    Engine,
+    fill_invalid,
+    load_engine,
+    run_tiled,
+    tile_sizes,
+)
+from satsr.inference.tiling import TileGrid
+from satsr.progress import progress_bar
+
+#: Warn when the input's ground resolution is this many times outside the model's range.
+GSD_FACTOR = 4.0
+#: Output GeoTIFF internal tile size.
+BLOCK = 512
+SUFFIX_DRIVER = {".tif": "GTiff", ".tiff": "GTiff", ".png": "PNG", ".jpg": "JPEG",
+                 ".jpeg": "JPEG"}
+RASTER_SUFFIXES = tuple(SUFFIX_DRIVER)
+SR_NOTE = "super-resolved: contains synthesised detail, not a measurement"
+
+
+# ------------------------------------------------------------------------------- rasters
+
+@dataclass
+class UpscaleResult:
+    """What `upscale_raster` wrote."""
+
+    src: Path
+    dst: Path
+    width: int
+    height: int
+    bands: int
+    dtype: str
+    driver: str
+    georeferenced: bool
+    tiles: int
+    seconds: float
+    size_bytes: int
+
+    @property
+    def mpix_per_s(self) -> float:
+        return self.width * self.height / 1e6 / max(self.seconds, 1e-9)
+
+    def line(self) -> str:
+        """The one-line summary the CLI prints."""
+        return (f"wrote {self.dst}: {self.width}x{self.height} x{self.bands} {self.dtype} "
+                f"({_human(self.size_bytes)}) in {self.seconds:.1f} s "
+                f"({self.mpix_per_s:.2f} MPix/s)")
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def output_driver(src_driver: str, dst: Path) -> str:
+    """The output format: by OUT's suffix, else the input's format family (GTiff otherwise)."""
+    drv = SUFFIX_DRIVER.get(dst.suffix.lower())
+    if drv:
+        return drv
+    return src_driver if src_driver in ("PNG", "JPEG") else "GTiff"
+
+
+def _gsd_warning(ds: Any, meta: dict[str, Any], src: Path) -> None:
+    """Warn when the input's pixel size is far outside the model's training range."""
+    rng = meta.get("gsd_range")
+    if not rng or ds.crs is None or not ds.crs.is_projected:
+        return
+    gsd = float(np.mean(raster.ground_resolution(ds)))
+    lo, hi = float(min(rng)), float(max(rng))
+    if lo > 0 and (gsd < lo / GSD_FACTOR or gsd > hi * GSD_FACTOR):
+        warnings.warn(f"{src}: ground resolution {gsd:g} is far outside the model's training "
+                      f"range {lo:g}..{hi:g} (CRS units): expect poor results",
+                      UpscaleWarning, stacklevel=3)
+
+
+def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path | None = None,
+                   *, method: str | None = None, scale: int | None = None,
+                   device: str = "auto", bands: Sequence[int] | None = None,
+                   nodata: float | None = None, tile: int | None = None,
+                   overlap: int = DEFAULT_OVERLAP,
+                   batch_size: int | None = None, cog: bool = False,
+                   creation_options: dict[str, str] | None = None, overwrite: bool = False,
+                   progress: bool = False) -> UpscaleResult:
+    """Super-resolve one raster into `dst` (see the module docstring); atomic write.
+
+    `model` is a model file, a run folder, a bundled model's name or a loaded Engine
+    (default: the bundled default model); `method` (bicubic, nearest) and `scale` ask for a
+    classical baseline instead, and `device` says where a model runs (see load_engine).
+    The output keeps the CRS, the footprint (transform * Affine.scale(1 / scale)), the selected
+    bands' order, dtype, descriptions and colour interpretation, and the nodata value, alpha
+    band or internal mask (upsampled with nearest). Tags record the model and the scale.
+    """
+
+    t0 = time.perf_counter()
+    src, dst = Path(src), Path(dst)
+    raster.check_output(dst, overwrite, source=src)
+    if isinstance(model, Engine):
+        if method is not None or scale is not None:
+            raise SatsrError("method and scale apply when model is not an Engine",
+                             option=("method", "scale"))
+        engine = model
+    else:
+        engine = load_engine(model, method, scale, device)
+    tile, batch_size = tile_sizes(engine, tile, overlap, batch_size)
+    with gdal_env(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        ds = open_raster(src)
+        with ds:
+            plan = _plan(ds, src, dst, engine, bands, nodata, cog)
+            s = engine.scale
+            width, height = ds.width * s, ds.height * s
+            with atomic_path(dst) as tmp:
+                stage = tmp if plan.driver == "GTiff" and not cog else \
+                    tmp.with_name(tmp.name + ".stage.tif")
+                profile = _profile(ds, plan, s, stage_only=stage != tmp,
+                                   extra=None if stage != tmp else creation_options)
+                n_tiles = TileGrid.build(ds.height, ds.width, s, tile, overlap,
+                                         engine.radius).count
+                prog = progress_bar(progress, "tiles {task.fields[rate]}")
+                with rasterio.open(stage, "w", **profile) as out:
+                    _write_meta(out, ds, plan, engine)
+                    try:
+                        grid = _stream(ds, out, plan, engine, tile, overlap, batch_size, prog,
+                                       n_tiles, t0)
+                    except NonFiniteError as exc:  # atomic_path drops the partial output
+                        raise NonFiniteError(f"{src}: {exc}; nothing was written to "
+                                             f"{dst}") from exc
+                if stage != tmp:
+                    _convert(stage, tmp, plan.driver, cog, creation_options, plan.dtype)
+            size = dst.stat().st_size
+    return UpscaleResult(src, dst, width, height, profile["count"], plan.dtype,
+                         "COG" if cog else plan.driver, plan.georef, grid.count,
+                         time.perf_counter() - t0, size)
+
+
+@dataclass
+class _Plan:
+    """What to read and how to write it, decided once per raster."""
+
+    bands: list[int]
+    alpha: list[int]
+    dtype: str
+    scaling: BandScaling
+    nodata_in: float | None  # user nodata for files that declare none
+    nodata_out: float | None
+    write_mask: bool
+    driver: str
+    georef: bool
+    keep_transform: bool
+    bf16: bool
+    fill: float  # value of masked output pixels
+    nudge: tuple[Any, Any] | None  # (nodata, replacement) for valid pixels equal to nodata
+
+
+def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | None,
+          nodata: float | None, cog: bool) -> _Plan:
+    """Check the raster against the engine and the output format; decide masks and scaling."""
+
+    sel, dtype = raster.select_one_dtype(ds, list(bands) if bands else None, src, "upscale")
+    if engine.bands is not None and len(sel) != engine.bands:
+        n = engine.bands
+        if ds.count < n:
+            raise SatsrError(f"{src} has too few bands for this model: it reads {n} bands but "
+                             f"the file has only {ds.count}; use a model trained on "
+                             f"{len(sel)}-band rasters")
+        data = [b for b in range(1, ds.count + 1) if b not in alpha_bands(ds)]
+        pick = (data + [b for b in range(1, ds.count + 1) if b not in data])[:n]
+        raise SatsrError(f"{src}: the model reads {n} bands but {len(sel)} are selected "
+                         f"(bands {','.join(map(str, sel))} of {ds.count}); choose {n} with "
+                         f"bands, e.g. bands {','.join(map(str, sorted(pick)))}", option="bands")
+    if engine.scaling is not None:
+        if np.dtype(engine.scaling.dtype) != np.dtype(dtype):
+            raise SatsrError(f"{src} is {dtype} but the model was trained on "
+                             f"{engine.scaling.dtype} rasters; its band scaling would not fit")
+        scaling = engine.scaling
+    else:
+        scaling = exact_scaling(ds, sel, dtype, nodata)
+    alpha = [b for b in alpha_bands(ds) if b not in sel]
+    declared = ds.nodatavals[sel[0] - 1]
+    nodata_out = declared if declared is not None else nodata
+    flags = ds.mask_flag_enums[sel[0] - 1]
+    write_mask = (nodata_out is None and not alpha and MaskFlags.per_dataset in flags
+                  and MaskFlags.alpha not in flags)
+    driver = output_driver(ds.driver, dst)
+    if cog and driver != "GTiff":
+        raise SatsrError(f"cog writes a GeoTIFF: name the output .tif, not {dst.name}",
+                         option="cog")
+    count = len(sel) + len(alpha)
+    if driver == "JPEG" and (dtype != "uint8" or count not in (1, 3)):
+        raise SatsrError(f"JPEG output holds 1 or 3 uint8 bands, not {count} x {dtype}: "
+                         "write a .tif instead")
+    if driver == "PNG" and (dtype not in ("uint8", "uint16") or count > 4):
+        raise SatsrError(f"PNG output holds 1 to 4 uint8/uint16 bands, not {count} x {dtype}: "
+                         "write a .tif instead")
+    georef = ds.crs is not None
+    keep_transform = georef or ds.transform != Affine.identity()
+    if not georef:
+        warnings.warn(f"{src} has no CRS: the output is written without georeferencing",
+                      UpscaleWarning, stacklevel=3)
+    elif driver != "GTiff":
+        warnings.warn(f"{driver} output cannot hold the CRS of {src}: write a .tif to keep "
+                      "the georeferencing", UpscaleWarning, stacklevel=3)
+    if engine.is_model:
+        _gsd_warning(ds, engine.meta, src)
+    bf16 = engine.device.type == "cuda" and engine.is_model and dtype == "uint8"
+    dt = np.dtype(dtype)
+    nudge = None
+    if nodata_out is None:
+        fill: float = float("nan") if dt.kind == "f" and not alpha and not write_mask else 0
+    else:
+        fill = nodata_out
+        if not math.isnan(nodata_out):
+            nd = dt.type(nodata_out)
+            if dt.kind == "f":
+                bump = np.nextafter(nd, dt.type(np.inf if nd < 0 else -np.inf), dtype=dt)
+            else:
+                bump = nd + 1 if nd < np.iinfo(dt).max else nd - 1
+            nudge = (nd, dt.type(bump))
+    return _Plan(sel, alpha, dtype, scaling, nodata if declared is None else None, nodata_out,
+                 write_mask, driver, georef, keep_transform and driver == "GTiff", bf16,
+                 fill, nudge)
+
+
+def _profile(ds: Any, plan: _Plan, s: int, stage_only: bool,
+             extra: dict[str, str] | None) -> dict[str, Any]:
+    """Creation profile of the (staging) GeoTIFF: tiled, DEFLATE, predictor by dtype."""
+    kind = np.dtype(plan.dtype).kind
+    p: dict[str, Any] = {
+        "driver": "GTiff", "width": ds.width * s, "height": ds.height * s,
+        "count": len(plan.bands) + len(plan.alpha), "dtype": plan.dtype, "tiled": True,
+        "blockxsize": BLOCK, "blockysize": BLOCK, "compress": "deflate",
+        "predictor": 3 if kind == "f" else 2, "bigtiff": "if_safer", "num_threads": "all_cpus",
+    }
+    if stage_only:
+        p["zlevel"] = 1
+    if plan.georef:
+        p["crs"] = ds.crs
+    if plan.keep_transform or plan.georef:
+        p["transform"] = ds.transform @ Affine.scale(1 / s)
+    if plan.nodata_out is not None:
+        p["nodata"] = plan.nodata_out
+    for k, v in (extra or {}).items():
+        p[k.lower()] = v
+    return p
+
+
+def _write_meta(out: Any, ds: Any, plan: _Plan, engine: Engine) -> None:
+    """Band descriptions, colour interpretation and satsr tags."""
+    for i, b in enumerate(plan.bands, start=1):
+        if ds.descriptions[b - 1]:
+            out.set_band_description(i, ds.descriptions[b - 1])
+    for i, b in enumerate(plan.alpha, start=len(plan.bands) + 1):
+        out.set_band_description(i, ds.descriptions[b - 1] or "alpha")
+    try:
+        out.colorinterp = [ds.colorinterp[b - 1] for b in plan.bands] + \
+            [ColorInterp.alpha] * len(plan.alpha)
+    except Exception:  # noqa: BLE001  (some band layouts refuse some interpretations)
+        pass
+    meta = engine.meta
+    tags = {"SATSR_VERSION": __version__, "SATSR_SCALE": str(engine.scale),
+            "SATSR_BANDS": ",".join(map(str, plan.bands))}
+    if engine.is_model:
+        tags.update(SATSR_MODEL=Path(engine.name).name, SATSR_VARIANT=str(meta.get("variant")),
+                    SATSR_NOTE=SR_NOTE)
+    else:
+        tags.update(SATSR_METHOD=engine.name,
+                    SATSR_NOTE=f"upsampled by {engine.name} interpolation (no added detail)")
+    out.update_tags(**tags)
+
+
+def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: int,
+            batch_size: int, prog: Any, n_tiles: int, t0: float) -> TileGrid:
+    """Read, fill, run and write the whole raster, window by window."""
+
+    s = engine.scale
+    c = len(plan.bands)
+    out_idx = list(range(1, c + 1))
+
+    def read(r: int, col: int, h: int, w: int) -> np.ndarray:
+        win = Window(col, r, w, h)
+        data = read_window(ds, plan.bands, win)
+        ok = raster.valid_mask(ds, win, data, plan.nodata_in)
+        return fill_invalid(plan.scaling.to_unit(data), ok)
+
+    def emit(r: int, col: int, block: np.ndarray) -> None:
+        h, w = block.shape[1] // s, block.shape[2] // s
+        lwin = Window(col // s, r // s, w, h)
+        owin = Window(col, r, block.shape[2], block.shape[1])
+        ok = raster.valid_mask(ds, lwin, read_window(ds, plan.bands, lwin), plan.nodata_in)
+        ok = np.repeat(np.repeat(ok, s, axis=0), s, axis=1)
+        vals = plan.scaling.from_unit(block)
+        if plan.nudge is not None:  # a valid pixel must not read as nodata
+            nd, bump = plan.nudge
+            vals[(vals == nd) & ok[None]] = bump
+        vals[:, ~ok] = plan.fill
+        out.write(vals, indexes=out_idx, window=owin)
+        if plan.alpha:
+            a = read_window(ds, plan.alpha, lwin)
+            out.write(np.repeat(np.repeat(a, s, axis=1), s, axis=2),
+                      indexes=list(range(c + 1, c + 1 + len(plan.alpha))), window=owin)
+        if plan.write_mask:
+            out.write_mask(np.where(ok, 255, 0).astype(np.uint8), window=owin)
+
+    done = [0]
+    task = None
+    if prog is not None:
+        prog.start()
+        task = prog.add_task(str(Path(ds.name).name), total=n_tiles, rate="")
+
+    def on_batch(n: int) -> None:
+        done[0] += n
+        if prog is not None:
+            mpix = done[0] / n_tiles * ds.width * ds.height * s * s / 1e6
+            rate = f"{mpix / max(time.perf_counter() - t0, 1e-9):.2f} MPix/s"
+            prog.update(task, advance=n, rate=rate)
+
+    try:
+        return run_tiled(engine, ds.height, ds.width, read, emit, tile=tile, overlap=overlap,
+                         batch_size=batch_size, bf16=plan.bf16, on_batch=on_batch)
+    finally:
+        if prog is not None:
+            prog.stop()
+
+
+def _convert(stage: Path, target: Path, driver: str, cog: bool,
+             creation_options: dict[str, str] | None, dtype: str) -> None:
+    """Copy the staging GeoTIFF into the final format (COG with overviews, PNG or JPEG)."""
+    co: dict[str, Any]
+    if cog:
+        kind = np.dtype(dtype).kind
+        co = {"compress": "deflate", "predictor": "floating_point" if kind == "f" else "yes",
+              "blocksize": BLOCK, "overviews": "auto", "overview_resampling": "average",
+              "bigtiff": "if_safer", "num_threads": "all_cpus"}
+        driver = "COG"
+    elif driver == "PNG":
+        co = {"write_metadata_as_text": "yes"}
+    else:
+        co = {"quality": 95}
+    for k, v in (creation_options or {}).items():
+        co[k.lower()] = v
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+        rasterio.shutil.copy(stage, target, driver=driver, **co)

@@ -1,0 +1,618 @@
+"""The training loop: one loop for the whole GCN family, on CPU or CUDA, resumable, DDP.
+
+`train(cfg)` reads the dataset, builds a GCNModel (satsr.training.gcn: networks, optimisers,
+one step), feeds it batches, validates, logs and checkpoints into the run folder
+(satsr.training.rundir), and picks the weights model.safetensors keeps
+(satsr.training.selection). Adam, lr 2e-4. β1 defaults to 0.9, SRGAN's and Adam's usual
+value: the generator loss is dominated by the λ1 feature term (λ2 = 1e-3), which momentum
+helps on the short runs satsr targets; the GCN authors' β1 = 0 is one `--beta1 0` away.
+
+Ctrl-C (and SIGTERM, through the CLI) finishes the iteration, saves a checkpoint and stops;
+a second Ctrl-C aborts at once. A NaN or infinite loss stops the run and keeps the last
+good checkpoint. Distributed runs: see satsr.training.distributed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+from torch import nn
+
+from satsr.data.crops import TrainCrops, chip_size, load_val, train_loader
+from satsr.data.degrade import Degradation, upsample
+from satsr.data.index import DatasetIndex
+from satsr.data.scaling import BandScaling
+from satsr.errors import MissingWeightsError, SatsrError, TrainingDiverged, TrainingStopped
+from satsr.evaluation.metrics import LPIPS_MIN_SIZE, lpips_unavailable
+from satsr.inference.modelfile import load_model, resolve_model_path
+from satsr.nn.device import resolve_device
+from satsr.nn.generator import Generator
+from satsr.nn.phi import Variant, get_variant
+from satsr.nn.vgg import load_vgg
+from satsr.progress import SPEED, progress_bar
+from satsr.training.config import CHANGEABLE_ON_RESUME, TrainConfig, make_config
+from satsr.training.distributed import (
+    DistInfo,
+    destroy_group_if_owned,
+    setup_distributed,
+    training_device,
+)
+from satsr.training.gcn import GCNModel
+from satsr.training.rundir import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    RunDir,
+    rng_state,
+    set_rng_state,
+)
+from satsr.training.selection import (
+    LOGGED,
+    NEEDS,
+    Selection,
+    ValidationScorer,
+    psnr_unit,
+)
+
+#: Seed stream of the fixed val LR's random draws.
+_VAL_DEG_STREAM = 0xDE7
+
+
+@dataclass
+class TrainResult:
+    """What a call of `train` did."""
+
+    run: Path
+    start_iteration: int
+    iterations: int
+    losses: dict[str, float] = field(default_factory=dict)
+    val: list[dict[str, float]] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    chips_seen: list[list[int]] = field(default_factory=list)
+    iteration_times: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    device: str = "cpu"
+
+
+def _ignore_sigint(_: int) -> None:
+    """DataLoader worker init: Ctrl-C is handled by the main process only."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class Trainer:
+    """One training run: the dataset, a GCNModel, the run folder, validation and the loop.
+
+    The constructor reads (the dataset's index, a resumed checkpoint, VGG / --init-from
+    weights) and writes nothing; `run()` prepares the run folder and trains.
+    """
+
+    def __init__(self, cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
+                 progress: bool = False, console: Any = None,
+                 on_step: Callable[[Trainer, int], None] | None = None,
+                 record: bool = False) -> None:
+        cfg.validate()
+        self.rundir = RunDir(cfg.out)
+        self.run_dir = self.rundir.path
+        self.resume, self.overwrite = resume, overwrite
+        self.progress_enabled, self.console, self.on_step = progress, console, on_step
+        self.record = record
+        self.cfg = cfg
+        self.variant: Variant = get_variant(cfg.variant)
+        self.degradation = Degradation.resolve(cfg.degradation, cfg.scale)
+        self.selection = Selection(cfg.select, cfg.psnr_floor)
+
+        use_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto"
+                                                      and torch.cuda.is_available())
+        if use_cuda:
+            resolve_device(cfg.device)  # no CUDA: one clear error before joining a group
+        self.dist: DistInfo = setup_distributed(use_cuda)
+        self.device = training_device(cfg.device, self.dist.local_rank)
+        self.cuda = self.device.type == "cuda"
+        ckpt = self.rundir.check(resume, overwrite)
+        self.dist.barrier()  # every rank has looked at RUN before rank 0 writes into it
+        if ckpt is not None:
+            self._check_resumed_config(ckpt)
+
+        # ---- data
+        self.index = DatasetIndex.read(cfg.data)
+        self.train_chips = [c.path for c in self.index.split("train")]
+        self.val_chips = [c.path for c in self.index.split("val")]
+        n = len(self.train_chips)
+        if n == 0:
+            raise SatsrError(f"dataset {self.index.root} has no train chips")
+        if cfg.batch_size * self.dist.world > n:
+            per = f" x {self.dist.world} processes" if self.dist.enabled else ""
+            raise SatsrError(f"batch_size {cfg.batch_size}{per} is larger than the train "
+                             f"split ({n} chips)", option="batch_size")
+        size = self.index.meta.get("size")
+        self.chip_hw = (int(size), int(size)) if size else chip_size(self.train_chips[0])
+        if cfg.hr_size > min(self.chip_hw):
+            raise SatsrError(f"hr_size {cfg.hr_size} is larger than the dataset's chips "
+                             f"({self.chip_hw[0]}x{self.chip_hw[1]})", option="hr_size")
+        self.bands = self.index.band_count
+        self.scaling = self.index.scaling
+        if self.scaling.bands != self.bands:
+            raise SatsrError(f"dataset index scaling has {self.scaling.bands} bands but "
+                             f"band_count is {self.bands}")
+        if ckpt is not None:
+            if int(ckpt["bands"]) != self.bands or str(ckpt.get("dtype")) != self.index.dtype:
+                raise SatsrError(
+                    f"dataset {self.index.root} has {self.bands} {self.index.dtype} bands but "
+                    f"the resumed run was trained on {ckpt['bands']} {ckpt.get('dtype')} bands")
+            split = ckpt.get("train_split")  # absent from older checkpoints
+            if split is not None and split != self._train_split():
+                raise SatsrError(
+                    f"dataset {self.index.root} does not hold the train split the resumed run "
+                    f"was trained on ({split['chips']} chips then, {n} now, or other chips)")
+            self.scaling = BandScaling.from_dict(ckpt["scaling"])  # the model's own numbers
+        if self.variant.phi == "vgg" and self.bands != 3:
+            raise SatsrError(f"variant {cfg.variant} uses VGG19, which reads 3-band RGB; this "
+                             f"dataset has {self.bands} bands (make one with bands 1,2,3)",
+                             option="bands")
+
+        # ---- networks (VGG first: missing weights fail before anything is written)
+        vgg: nn.Module | None = None
+        if self.variant.phi == "vgg":
+            vgg = load_vgg(cfg.vgg_net, cfg.vgg_weights).to(self.device)
+        self.init_from: dict[str, Any] | None = None
+        start_from = cfg.init_from if cfg.init_from and ckpt is None else None
+
+        def init_generator(g: Generator) -> None:
+            if start_from:
+                self.init_from = _init_generator(g, start_from)
+
+        self.model = GCNModel(cfg, self.bands, self.device, vgg=vgg, rank=self.dist.rank,
+                              distributed=self.dist.enabled, init_generator=init_generator,
+                              degradation=self.degradation)
+        self.best_state: dict[str, torch.Tensor] | None = None  # weights of the best val round
+        self.best_scores: dict[str, float] | None = None
+        self.baseline: dict[str, float] | None = None  # bicubic's val scores
+        self._elapsed_before = 0.0  # training seconds of earlier sessions (from the checkpoint)
+        self._t0: float | None = None
+        if ckpt is not None:
+            self._load_state(ckpt)
+        self.dataset = TrainCrops(self.train_chips, self.scaling, cfg.hr_size, cfg.seed,
+                                  self.chip_hw)
+        self.val_hr = (load_val(self.val_chips, self.scaling, cfg.hr_size, cfg.val_chips,
+                                self.chip_hw)
+                       if self.dist.is_writer and cfg.val_every else torch.empty(0))
+        self._val_lr: torch.Tensor | None = None
+        self.scorer = self._make_scorer()
+        self._pending: list[tuple[int, torch.Tensor]] = []
+        self._last_losses: dict[str, float] = {}
+        self._stop = False
+        self._good_iteration: int | None = int(ckpt["iteration"]) if ckpt else None
+
+    @property
+    def iteration(self) -> int:
+        """Iterations trained so far (the model counts them)."""
+        return self.model.iteration
+
+    @property
+    def written(self) -> list[Path]:
+        """Files this session wrote."""
+        return self.rundir.written
+
+    def _make_scorer(self) -> ValidationScorer | None:
+        """Validation scores: PSNR, plus LPIPS alex-l / vgg-l where they can be computed.
+
+        A criterion that needs LPIPS is refused here, before anything is written, when the
+        run cannot validate, the data has fewer than 3 bands, the crops are too small or the
+        weights are missing (that error names the file and folder).
+        """
+        cfg = self.cfg
+        needs = NEEDS[cfg.select]
+        if needs or cfg.select == "psnr":
+            why = ("val_every is 0" if not cfg.val_every else
+                   f"dataset {self.index.root} has no val chips" if not self.val_chips else "")
+            if why:
+                raise SatsrError(f"select {cfg.select} needs validation, but {why}",
+                                 option=("select", "val_every"))
+        if needs and self.bands < 3:
+            raise SatsrError(f"select {cfg.select} scores LPIPS on 3 bands; this dataset has "
+                             f"{self.bands} (use select psnr)", option="select")
+        if needs and cfg.hr_size < LPIPS_MIN_SIZE:
+            raise SatsrError(f"select {cfg.select} needs hr_size >= {LPIPS_MIN_SIZE} (LPIPS "
+                             f"trunks), not {cfg.hr_size}", option=("select", "hr_size"))
+        missing = lpips_unavailable(needs, cfg.lpips_weights)
+        if missing:
+            name, reason = next(iter(missing.items()))
+            raise MissingWeightsError(f"select {cfg.select} needs LPIPS {name}: {reason}",
+                                      option="select")
+        if not (self.dist.is_writer and cfg.val_every and self.val_chips):
+            return None
+        extra: tuple[str, ...] = ()
+        if self.bands >= 3 and cfg.hr_size >= LPIPS_MIN_SIZE and not lpips_unavailable(
+                LOGGED, cfg.lpips_weights):
+            extra = LOGGED
+        return ValidationScorer(cfg.select, (0, 1, 2), cfg.lpips_weights, str(self.device),
+                                extra=extra)
+
+    def _check_resumed_config(self, ckpt: dict[str, Any]) -> None:
+        """Refuse, in one line, a resume that changes what the run trains or measures.
+
+        Every option outside CHANGEABLE_ON_RESUME must equal the checkpoint's (a key an older
+        checkpoint lacks counts as its default), and so must the number of processes: the
+        global batch is batch_size x processes.
+        """
+        saved = ckpt["config"]
+        changed = []
+        for f in fields(TrainConfig):
+            if f.name in CHANGEABLE_ON_RESUME:
+                continue
+            before = saved.get(f.name, f.default)
+            now = getattr(self.cfg, f.name)
+            if before != now:
+                changed.append((f.name, before, now))
+        if changed:
+            names = ", ".join(n for n, _, _ in changed)
+            was = ", ".join(f"{n}={b!r}" for n, b, _ in changed)
+            given = ", ".join(f"{n}={a!r}" for n, _, a in changed)
+            raise SatsrError(f"cannot change {names} of a resumed run ({self.run_dir} was "
+                             f"trained with {was}; given {given}); only "
+                             f"{', '.join(CHANGEABLE_ON_RESUME[2:])} may change")
+        world = int(ckpt.get("sampler", {}).get("world", self.dist.world))
+        if world != self.dist.world:
+            raise SatsrError(f"cannot resume {self.run_dir} on {self.dist.world} process(es): "
+                             f"it was trained on {world} (the global batch would change)")
+
+    # ---------------------------------------------------------------- state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly (tensors, lists, dicts: weights_only-safe)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            **self.model.state_dict(),
+            "config": asdict(self.cfg),
+            "variant": self.cfg.variant,
+            "bands": self.bands,
+            "dtype": self.index.dtype,
+            "scaling": self.scaling.to_dict(),
+            "rng": rng_state(),
+            "sampler": {"seed": self.cfg.seed, "next_iteration": self.iteration,
+                        "world": self.dist.world, "batch_size": self.cfg.batch_size},
+            "train_split": self._train_split(),
+            "elapsed_s": self.elapsed(),
+            "selection": self.selection.state_dict(),
+            "best_generator": self.best_state,
+            "best_scores": self.best_scores,
+            "baseline": self.baseline,
+            "init_from": self.init_from,
+        }
+
+    def _train_split(self) -> dict[str, Any]:
+        """Identity of the train split: chip count and a digest of the chips' relative paths.
+
+        Lets a resume accept a moved dataset (`data` may change) but not a different one.
+        """
+        names = "\n".join(os.path.relpath(c, self.index.root) for c in self.train_chips)
+        return {"chips": len(self.train_chips),
+                "digest": hashlib.sha256(names.encode()).hexdigest()}
+
+    def elapsed(self) -> float:
+        """Seconds of training of this run, earlier (resumed) sessions included."""
+        now = time.perf_counter() - self._t0 if self._t0 is not None else 0.0
+        return self._elapsed_before + now
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        """Restore the model, RNG states and selection from a checkpoint."""
+        try:
+            self.model.load_state_dict(state)
+            set_rng_state(state["rng"])
+            self._elapsed_before = float(state.get("elapsed_s", 0.0))
+            if state.get("selection") is not None:
+                self.selection.load_state_dict(state["selection"])
+            self.best_state = state.get("best_generator")
+            self.best_scores = state.get("best_scores")
+            self.baseline = state.get("baseline")
+            self.init_from = state.get("init_from")
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SatsrError(f"{self.rundir.checkpoint} does not fit this run's networks "
+                             f"({first[:200]})") from None
+
+    def model_metadata(self) -> dict[str, Any]:
+        """Metadata of RUN/model.safetensors (see satsr.inference.modelfile)."""
+        gsd = self.index.gsd_range
+        return {
+            "variant": self.cfg.variant,
+            "scale": self.cfg.scale,
+            "bands": self.bands,
+            "source_bands": self.index.meta.get("bands"),
+            "dtype": self.index.dtype,
+            "scaling": self.scaling.to_dict(),
+            "gsd_range": list(gsd) if gsd else None,
+            "iterations": self.iteration,
+            "phi_depth": self.cfg.phi_depth,
+            "degradation": self.model.degradation.to_dict(),
+            "selection": {"criterion": self.cfg.select, "psnr_floor": self.cfg.psnr_floor,
+                          "iteration": (self.iteration if self._exports_latest()
+                                        else self.selection.best_iteration),
+                          "scores": None if self._exports_latest() else self.best_scores,
+                          "bicubic": self.baseline},
+            "ema": self.cfg.ema or None,
+            "init_from": self.init_from,
+            **({"vgg_net": self.cfg.vgg_net} if self.variant.phi == "vgg" else {}),
+            "data": {
+                "dataset": str(self.index.root),
+                "train_chips": len(self.train_chips),
+                "val_chips": len(self.val_chips),
+                "chip_size": list(self.chip_hw),
+                "hr_size": self.cfg.hr_size,
+                "sources": sorted({c.source for c in self.index.chips})[:20],
+                "crs": sorted({c.crs for c in self.index.chips if c.crs})[:20],
+            },
+        }
+
+    def save_checkpoint(self) -> None:
+        """checkpoint.pt (atomic) and model.safetensors, from rank 0."""
+        if not self.dist.is_writer:
+            return
+        self.rundir.save(self.state_dict(), self.export_generator(), self.model_metadata())
+        self._good_iteration = self.iteration
+
+    def _exports_latest(self) -> bool:
+        return self.cfg.select == "last" or self.best_state is None
+
+    def export_generator(self) -> Generator:
+        """The generator model.safetensors holds: the selected round's weights, else the
+        latest (the EMA's when --ema is on)."""
+        ema = self.model.ema
+        source = self.model.G if ema is None else cast(Generator, ema.shadow)
+        if self._exports_latest():
+            return source
+        g = copy.deepcopy(source)
+        assert self.best_state is not None
+        g.load_state_dict(self.best_state)
+        return g
+
+    # ---------------------------------------------------------------- logging, validation
+
+    def _flush(self) -> None:
+        """Write pending losses to log.csv; stop on NaN / inf (checked on every rank)."""
+        if not self._pending:
+            return
+        its = [i for i, _ in self._pending]
+        vals = torch.stack([v for _, v in self._pending])
+        self._pending = []
+        bad = self.dist.any((~torch.isfinite(vals)).any(), self.device)
+        rows = vals.cpu().tolist()
+        names = self.model.loss_names
+        self._last_losses = dict(zip(names, rows[-1], strict=True))
+        if self.dist.is_writer:
+            self.rundir.log_losses(list(zip(its, rows, strict=True)), self.elapsed())
+        if bad:
+            where = "(no other process)"
+            for i, r in zip(its, rows, strict=True):
+                for name, v in zip(names, r, strict=True):
+                    if not math.isfinite(v):
+                        where = f"loss {name} is {v} at iteration {i}"
+                        break
+                else:
+                    continue
+                break
+            kept = (f"the last good checkpoint (iteration {self._good_iteration}) is kept in "
+                    f"{self.rundir.checkpoint}" if self._good_iteration is not None
+                    else "no checkpoint had been written yet")
+            raise TrainingDiverged(f"training diverged: {where}; stopped, {kept} (try a lower "
+                                   "lr)", option="lr")
+
+    def val_lr(self) -> torch.Tensor:
+        """The val crops degraded once, with a fixed seed: every round scores the same LR."""
+        if self._val_lr is None:
+            rng = np.random.default_rng([self.cfg.seed, _VAL_DEG_STREAM])
+            with torch.no_grad():
+                self._val_lr = self.model.degradation(self.val_hr, rng).clamp_(-1.0, 1.0)
+        return self._val_lr
+
+    def _scores(self, sr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+        if self.scorer is not None:
+            return self.scorer(sr, hr)
+        return {"psnr": float(psnr_unit(sr, hr).mean())}
+
+    def _baseline_scores(self) -> dict[str, float]:
+        """Bicubic's scores on the val crops (the reference of psnr_floor), once a run."""
+        if self.baseline is None:
+            up = upsample(self.val_lr(), self.cfg.scale, "bicubic")
+            self.baseline = self._scores(up, self.val_hr)
+            self.selection.bicubic_psnr = self.baseline["psnr"]
+            self.rundir.write_baseline(self.baseline)
+        return self.baseline
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float] | None:
+        """Score the generator (its EMA with --ema) on the val crops: PSNR (peak-to-peak 2 in
+        [-1, 1]), L2 (MSE) and LPIPS alex-l / vgg-l / pe-l where available; keep the weights
+        of the best round by --select; write a row of val.csv and a PNG."""
+        if not self.dist.is_writer or len(self.val_hr) == 0:
+            return None
+        self._baseline_scores()
+        m = self.model
+        model = m.G if m.ema is None else m.ema.shadow
+        was_training = model.training
+        model.eval()
+        srs = []
+        try:
+            lr_all = self.val_lr()
+            for i in range(0, len(self.val_hr), self.cfg.batch_size):
+                lr = lr_all[i:i + self.cfg.batch_size].to(self.device)
+                if m.channels_last:
+                    lr = lr.contiguous(memory_format=torch.channels_last)
+                with m.autocast():
+                    sr = model(lr)
+                srs.append(sr.float().clamp(-1, 1).cpu())
+        finally:
+            model.train(was_training)
+        sr_all = torch.cat(srs)
+        scores = self._scores(sr_all, self.val_hr)
+        rec = {"iteration": self.iteration, **scores,
+               "l2": float(((sr_all - self.val_hr) ** 2).mean())}
+        if self.selection.offer(self.iteration, scores) and self.cfg.select != "last":
+            self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            self.best_scores = {k: v for k, v in rec.items() if k != "iteration"}
+        self.rundir.log_val(rec)
+        n = min(4, len(sr_all))
+        self.rundir.write_triples(self.iteration, lr_all[:n].float(), sr_all[:n],
+                                  self.val_hr[:n], self.cfg.scale)
+        return rec
+
+    # ---------------------------------------------------------------- the loop
+
+    def _install_sigint(self) -> Any:
+        """First Ctrl-C: finish the iteration, save, stop. Second: abort at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop:
+                raise KeyboardInterrupt
+            self._stop = True
+
+        return signal.signal(signal.SIGINT, handler)
+
+    def _prepare(self) -> None:
+        """Rank 0 creates (or cleans, or trims for a resume) the run folder."""
+        if self.dist.is_writer:
+            self.rundir.prepare(self.cfg, self.model.loss_names,
+                                fresh=not self.resume and self.overwrite,
+                                keep_until=self.iteration if self.resume else None)
+        self.dist.barrier()
+
+    def run(self) -> TrainResult:
+        """Train up to cfg.iterations (continuing from a resumed iteration)."""
+        cfg = self.cfg
+        self._prepare()
+        start = self.iteration
+        result = TrainResult(self.run_dir, start, start, device=str(self.device))
+        self._t0 = time.perf_counter()
+        workers = cfg.workers
+        if workers < 0:  # auto: loader processes only where compute is fast (CUDA)
+            cpus = os.cpu_count() or 1
+            workers = min(4, max(0, cpus // self.dist.world - 1)) if self.cuda else 0
+        loader = train_loader(self.dataset, start, cfg.iterations, cfg.batch_size,
+                              self.dist.rank, self.dist.world, workers, pin_memory=self.cuda,
+                              worker_init_fn=_ignore_sigint)
+        if cfg.val_every and start == 0:
+            rec = self.validate()
+            if rec:
+                result.val.append(rec)
+        self.model.train()
+        old_handler = self._install_sigint()
+        stopped = False
+        try:
+            with self._progress(start) as bar:
+                for hr, idx in loader:
+                    values = self.model.step(hr.to(self.device, non_blocking=True))
+                    it = self.iteration
+                    self._pending.append((it, values))
+                    if self.record:
+                        result.chips_seen.append([int(i) for i in idx])
+                    result.iteration_times.append(time.perf_counter())
+                    if self.on_step is not None:
+                        self.on_step(self, it)
+                    last = it == cfg.iterations
+                    if it % cfg.log_every == 0 or last:
+                        self._flush()
+                    if cfg.val_every and it % cfg.val_every == 0 and not last:
+                        rec = self.validate()
+                        if rec:
+                            result.val.append(rec)
+                    if cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and not last:
+                        self._flush()
+                        self.save_checkpoint()
+                    bar(it)
+                    if self.dist.any(self._stop, self.device):
+                        stopped = True
+                        break
+            self._flush()
+            if self.iteration > start:
+                if cfg.val_every and not stopped:
+                    rec = self.validate()
+                    if rec:
+                        result.val.append(rec)
+                self.save_checkpoint()
+            if self.dist.is_writer and not stopped:
+                self.rundir.plot()
+        finally:
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+        self.dist.barrier()
+        result.iterations = self.iteration
+        result.losses = dict(self._last_losses)
+        result.written = list(self.written)
+        result.seconds = time.perf_counter() - self._t0
+        if stopped:
+            raise TrainingStopped(
+                f"interrupted at iteration {self.iteration}: checkpoint saved in "
+                f"{self.rundir.checkpoint} (continue with resume)", option="resume")
+        return result
+
+    @contextlib.contextmanager
+    def _progress(self, start: int) -> Iterator[Callable[[int], None]]:
+        """A rich bar (rank 0, when enabled): iteration, it/s, latest losses."""
+        enabled = self.progress_enabled and self.dist.is_writer
+        with progress_bar(enabled, SPEED, "{task.description}",
+                          title=f"[bold]train {self.cfg.variant}", timing=False,
+                          console=self.console) as prog:
+            task = prog.add_task("", total=self.cfg.iterations, completed=start)
+
+            def update(it: int) -> None:
+                if enabled:
+                    desc = " ".join(f"{k}={v:.4g}" for k, v in self._last_losses.items())
+                    prog.update(task, completed=it, description=desc)
+
+            yield update
+
+
+def train(cfg: TrainConfig | None = None, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = False, console: Any = None,
+          on_step: Callable[[Trainer, int], None] | None = None,
+          record: bool = False, **options: Any) -> TrainResult:
+    """Train the generator of `cfg.variant` on a make-dataset folder; see the module docstring.
+
+    Options may come as a TrainConfig, as keywords (`train(data="chips", out="run",
+    iterations=100)`), or both (the keywords win).
+    """
+    if cfg is None or options:
+        cfg = make_config(asdict(cfg) if cfg is not None else {}, options)
+    owned = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    try:
+        trainer = Trainer(cfg, resume=resume, overwrite=overwrite, progress=progress,
+                          console=console, on_step=on_step, record=record)
+        return trainer.run()
+    finally:
+        destroy_group_if_owned(owned)
+
+
+def _init_generator(g: Generator, path: str) -> dict[str, Any]:
+    """Start generator `g` from a model file's weights (init_from); its record."""
+
+    p = resolve_model_path(path)
+    gen, meta = load_model(p)
+    have, want = gen.arch(), g.arch()
+    if (have["scale"], have["bands"]) != (want["scale"], want["bands"]):
+        raise SatsrError(f"cannot start from {p}: it is a x{have['scale']} model of "
+                         f"{have['bands']} bands, this run trains x{want['scale']} on "
+                         f"{want['bands']} bands")
+    diff = [k for k in want if have[k] != want[k]]
+    if diff:
+        opts = ", ".join(f"{k} {have[k]} (not {want[k]})" for k in diff)
+        raise SatsrError(f"cannot start from {p}: its generator differs; give {opts}",
+                         option=tuple(diff))
+    g.load_state_dict(gen.state_dict())
+    return {"path": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+            "variant": meta.get("variant"), "iterations": meta.get("iterations"),
+            "degradation": (meta.get("degradation") or {}).get("name", "bicubic")}
