@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import rasterio
 
-from satsr.bands import estimate_scaling
-from satsr.bandsamples import band_samples
+from satsr.data.bands import estimate_scaling
+from satsr.data.bandsamples import band_samples
+from satsr.data.index import DatasetIndex
+from satsr.data.make_dataset import make_dataset
 from satsr.errors import SatsrError
-from satsr.index import DatasetIndex
-from satsr.make_dataset import make_dataset
 
 
 @pytest.fixture(scope="module")

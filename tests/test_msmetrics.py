@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from satsr.degrade import downscale, upsample
-from satsr.msmetrics import band_psnr, consistency, spectral_angle
+from satsr.data.degrade import downscale, upsample
+from satsr.evaluation.msmetrics import band_psnr, consistency, spectral_angle
 
 
 def test_band_psnr_per_band_on_the_unit_scale() -> None:

@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from satsr.bands import band_names, estimate_scaling
+from satsr.data.bands import band_names, estimate_scaling
+from satsr.data.index import INDEX_NAME, SPLITS, DatasetIndex
+from satsr.data.raster import atomic_dir, gdal_env, open_raster, read_window
+from satsr.data.scaling import BandScaling
 from satsr.errors import SatsrError
-from satsr.index import INDEX_NAME, SPLITS, DatasetIndex
-from satsr.raster import atomic_dir, gdal_env, open_raster, read_window
-from satsr.scaling import BandScaling
 
 #: The scaling of band-sample datasets: the chips already hold unit values.
 UNIT = BandScaling("float32", (-1.0,), (1.0,))
