@@ -379,8 +379,12 @@ def test_cli_errors_are_one_line_and_write_nothing(crops, tmp_path, capsys):
     code, err = _cli([crops["l8"], "-o", tmp_path / "nope" / "o.tif", "--method", "nearest"],
                      capsys)
     _assert_clean_failure(code, err, tmp_path, "does not exist")
-    code, err = _cli([crops["l8"], "-o", out, "-m", model], capsys)  # uint16 vs uint8 model
-    _assert_clean_failure(code, err, tmp_path, "uint16", "uint8")
+    # a uint16 raster and a uint8 model: forcing the model's scaling is refused, and auto
+    # measures the raster's own range, which this 48x40 crop is too small for
+    code, err = _cli([crops["l8"], "-o", out, "-m", model, "--scaling", "model"], capsys)
+    _assert_clean_failure(code, err, tmp_path, "uint16", "uint8", "--scaling input")
+    code, err = _cli([crops["l8"], "-o", out, "-m", model], capsys)
+    _assert_clean_failure(code, err, tmp_path, "too small to estimate")
 
 
 def test_library_call_returns_a_summary(crops, tmp_path):

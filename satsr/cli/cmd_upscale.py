@@ -112,6 +112,11 @@ def command(
                                                   "overviews."),
     co: list[str] | None = creation_options_option("GDAL creation option (repeatable)."),
     overwrite: bool = overwrite_option(),
+    scaling: str = typer.Option(
+        "auto", "--scaling",
+        help="Band scaling into the model's units: model (the numbers it was trained with), "
+             "input (each band's p0.1-p99.9 measured on the raster, written into the output's "
+             "tags), or auto (the model's for rasters of its training dtype, else input)."),
 ) -> None:
     """Super-resolve rasters with a trained model (or a classical baseline), tile by tile."""
 
@@ -147,7 +152,8 @@ def command(
                 result = upscale_raster(src, dst, engine, bands=band_list, nodata=nodata,
                                         tile=tile, overlap=overlap, batch_size=batch_size,
                                         cog=cog, creation_options=creation,
-                                        overwrite=overwrite, progress=err.is_terminal)
+                                        overwrite=overwrite, progress=err.is_terminal,
+                                        scaling=scaling)
             except Exception as exc:  # noqa: BLE001  (report it, finish the others)
                 if not several:
                     raise

@@ -86,22 +86,25 @@ class BandScaling:
         if bands != self.bands:
             raise SatsrError(f"band scaling is for {self.bands} bands, data has {bands}")
 
-    def to_unit(self, x: np.ndarray) -> np.ndarray:
-        """Raster values (bands first: C, ... ) -> float32 in [-1, 1]. NaN stays NaN."""
+    def to_unit(self, x: np.ndarray, clip: bool = True) -> np.ndarray:
+        """Raster values (bands first: C, ... ) -> float32 in [-1, 1] (beyond it with
+        `clip=False`: values outside the range keep their distance). NaN stays NaN."""
         self._check(x.shape[0])
         shape = (-1,) + (1,) * (x.ndim - 1)
         lo = np.asarray(self.lo, np.float64).reshape(shape)
         hi = np.asarray(self.hi, np.float64).reshape(shape)
         y = (x.astype(np.float64) - lo) / (hi - lo) * 2.0 - 1.0
-        return np.clip(y, -1.0, 1.0).astype(np.float32)
+        return (np.clip(y, -1.0, 1.0) if clip else y).astype(np.float32)
 
-    def from_unit(self, y: np.ndarray) -> np.ndarray:
-        """Values in [-1, 1] (bands first) -> raster values in this scaling's dtype, clipped."""
+    def from_unit(self, y: np.ndarray, clip: bool = True) -> np.ndarray:
+        """Values in [-1, 1] (bands first) -> raster values in this scaling's dtype, clipped
+        to the range (with `clip=False`, only to what the dtype can hold)."""
         self._check(y.shape[0])
         shape = (-1,) + (1,) * (y.ndim - 1)
         lo = np.asarray(self.lo, np.float64).reshape(shape)
         hi = np.asarray(self.hi, np.float64).reshape(shape)
-        x = (np.clip(y.astype(np.float64), -1.0, 1.0) + 1.0) / 2.0 * (hi - lo) + lo
+        u = y.astype(np.float64)
+        x = ((np.clip(u, -1.0, 1.0) if clip else u) + 1.0) / 2.0 * (hi - lo) + lo
         dt = np.dtype(self.dtype)
         if np.issubdtype(dt, np.integer):
             whole = np.iinfo(dt)

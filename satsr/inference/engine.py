@@ -55,6 +55,9 @@ class Engine:
     scaling: BandScaling | None = None  # None: the raster's own scaling (baselines)
     meta: dict[str, Any] = field(default_factory=dict)
     is_model: bool = True
+    #: True when `forward` takes inputs beyond [-1, 1] and keeps them (a residual generator's
+    #: `forward_unclipped`): the writer then scales without clipping, so nothing saturates.
+    unclipped: bool = False
 
     @classmethod
     def from_generator(cls, gen: Generator, scaling: BandScaling | None = None,
@@ -63,8 +66,10 @@ class Engine:
         """Wrap a generator (put in eval mode, moved to `device` if given)."""
         dev = resolve_device(device) if device is not None else next(gen.parameters()).device
         gen = gen.to(dev).eval()
-        return cls(gen, int(gen.scale), receptive_radius(gen), dev, name, int(gen.bands),
-                   scaling, dict(meta or {}), True)
+        unclipped = bool(getattr(gen, "residual", False)) and hasattr(gen, "forward_unclipped")
+        fwd = gen.forward_unclipped if unclipped else gen
+        return cls(fwd, int(gen.scale), receptive_radius(gen), dev, name, int(gen.bands),
+                   scaling, dict(meta or {}), True, unclipped)
 
     @classmethod
     def baseline(cls, method: str, scale: int = 4,

@@ -33,7 +33,7 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from rasterio.windows import Window
 
 from satsr import __version__
 from satsr.data import raster
+from satsr.data.bands import estimate_scaling
 from satsr.data.raster import alpha_bands, atomic_path, gdal_env, open_raster, read_window
 from satsr.data.scaling import BandScaling, exact_scaling
 from satsr.errors import NonFiniteError, SatsrError, UpscaleWarning
@@ -60,6 +61,9 @@ from satsr.inference.engine import (
 )
 from satsr.inference.tiling import TileGrid
 from satsr.progress import progress_bar
+
+#: How upscale maps a raster to a model's units (see upscale_raster).
+SCALING_MODES = ("auto", "model", "input")
 
 #: Warn when the input's ground resolution is this many times outside the model's range.
 GSD_FACTOR = 4.0
@@ -137,7 +141,7 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
                    overlap: int = DEFAULT_OVERLAP,
                    batch_size: int | None = None, cog: bool = False,
                    creation_options: dict[str, str] | None = None, overwrite: bool = False,
-                   progress: bool = False) -> UpscaleResult:
+                   progress: bool = False, scaling: str = "auto") -> UpscaleResult:
     """Super-resolve one raster into `dst` (see the module docstring); atomic write.
 
     `model` is a model file, a run folder, a bundled model's name or a loaded Engine
@@ -146,6 +150,11 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
     The output keeps the CRS, the footprint (transform * Affine.scale(1 / scale)), the selected
     bands' order, dtype, descriptions and colour interpretation, and the nodata value, alpha
     band or internal mask (upsampled with nearest). Tags record the model and the scale.
+
+    `scaling` says which band scaling maps the raster to the model's units: `model` (the
+    numbers the model was trained with), `input` (each band's [p0.1, p99.9] measured on this
+    raster: satsr.data.bands.estimate_scaling, recorded in the output's tags), or `auto`
+    (the model's when the raster has the dtype the model was trained on, else the input's).
     """
 
     t0 = time.perf_counter()
@@ -163,7 +172,7 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         ds = open_raster(src)
         with ds:
-            plan = _plan(ds, src, dst, engine, bands, nodata, cog)
+            plan = _plan(ds, src, dst, engine, bands, nodata, cog, scaling)
             s = engine.scale
             width, height = ds.width * s, ds.height * s
             with atomic_path(dst) as tmp:
@@ -207,10 +216,11 @@ class _Plan:
     bf16: bool
     fill: float  # value of masked output pixels
     nudge: tuple[Any, Any] | None  # (nodata, replacement) for valid pixels equal to nodata
+    tags: dict[str, str] = field(default_factory=dict)  # e.g. the input-measured scaling
 
 
 def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | None,
-          nodata: float | None, cog: bool) -> _Plan:
+          nodata: float | None, cog: bool, scaling_mode: str = "auto") -> _Plan:
     """Check the raster against the engine and the output format; decide masks and scaling."""
 
     sel, dtype = raster.select_one_dtype(ds, list(bands) if bands else None, src, "upscale")
@@ -225,13 +235,23 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
         raise SatsrError(f"{src}: the model reads {n} bands but {len(sel)} are selected "
                          f"(bands {','.join(map(str, sel))} of {ds.count}); choose {n} with "
                          f"bands, e.g. bands {','.join(map(str, sorted(pick)))}", option="bands")
-    if engine.scaling is not None:
+    if scaling_mode not in SCALING_MODES:
+        raise SatsrError(f"scaling must be {', '.join(SCALING_MODES)}, not {scaling_mode!r}",
+                         option="scaling")
+    tags: dict[str, str] = {}
+    if engine.scaling is None:  # a classical baseline: the raster's own exact range
+        scaling = exact_scaling(ds, sel, dtype, nodata)
+    elif scaling_mode == "model" or (scaling_mode == "auto" and
+                                     np.dtype(engine.scaling.dtype) == np.dtype(dtype)):
         if np.dtype(engine.scaling.dtype) != np.dtype(dtype):
             raise SatsrError(f"{src} is {dtype} but the model was trained on "
-                             f"{engine.scaling.dtype} rasters; its band scaling would not fit")
+                             f"{engine.scaling.dtype} rasters; its band scaling would not fit "
+                             f"(scaling input measures the raster's own range)",
+                             option="scaling")
         scaling = engine.scaling
     else:
-        scaling = exact_scaling(ds, sel, dtype, nodata)
+        est = estimate_scaling(ds, sel, src, nodata)
+        scaling, tags = est.scaling, est.tags()
     alpha = [b for b in alpha_bands(ds) if b not in sel]
     declared = ds.nodatavals[sel[0] - 1]
     nodata_out = declared if declared is not None else nodata
@@ -275,7 +295,7 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
             nudge = (nd, dt.type(bump))
     return _Plan(sel, alpha, dtype, scaling, nodata if declared is None else None, nodata_out,
                  write_mask, driver, georef, keep_transform and driver == "GTiff", bf16,
-                 fill, nudge)
+                 fill, nudge, tags)
 
 
 def _profile(ds: Any, plan: _Plan, s: int, stage_only: bool,
@@ -322,7 +342,7 @@ def _write_meta(out: Any, ds: Any, plan: _Plan, engine: Engine) -> None:
     else:
         tags.update(SATSR_METHOD=engine.name,
                     SATSR_NOTE=f"upsampled by {engine.name} interpolation (no added detail)")
-    out.update_tags(**tags)
+    out.update_tags(**tags, **plan.tags)
 
 
 def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: int,
@@ -337,7 +357,7 @@ def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: 
         win = Window(col, r, w, h)
         data = read_window(ds, plan.bands, win)
         ok = raster.valid_mask(ds, win, data, plan.nodata_in)
-        return fill_invalid(plan.scaling.to_unit(data), ok)
+        return fill_invalid(plan.scaling.to_unit(data, clip=not engine.unclipped), ok)
 
     def emit(r: int, col: int, block: np.ndarray) -> None:
         h, w = block.shape[1] // s, block.shape[2] // s
@@ -345,7 +365,7 @@ def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: 
         owin = Window(col, r, block.shape[2], block.shape[1])
         ok = raster.valid_mask(ds, lwin, read_window(ds, plan.bands, lwin), plan.nodata_in)
         ok = np.repeat(np.repeat(ok, s, axis=0), s, axis=1)
-        vals = plan.scaling.from_unit(block)
+        vals = plan.scaling.from_unit(block, clip=not engine.unclipped)
         if plan.nudge is not None:  # a valid pixel must not read as nodata
             nd, bump = plan.nudge
             vals[(vals == nd) & ok[None]] = bump

@@ -94,11 +94,32 @@ class Generator(nn.Module):
                 "features": self.features, "residual": int(self.residual),
                 "upsample": self.upsample_mode}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _body(self, x: torch.Tensor) -> torch.Tensor:
         h = self.head(x)
         h = h + self.trunk_tail(self.blocks(h))
-        out = self.tail(self.upsample(h))
+        return self.tail(self.upsample(h))
+
+    def _bicubic(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._body(x)
         if not self.residual:
             return torch.tanh(out)
-        base = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
-        return (base.to(out.dtype) + out).clamp(-1.0, 1.0)
+        return (self._bicubic(x).to(out.dtype) + out).clamp(-1.0, 1.0)
+
+    def forward_unclipped(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference on inputs that may leave [-1, 1] (values beyond the band scaling range).
+
+        A residual generator adds its correction, computed from the input clipped to the
+        range it was trained on, to the bicubic upsampling of the *unclipped* input, and the
+        sum is not clipped: bright clouds and deep shadows keep their values (no
+        saturation). Inside the range this is `forward` without its final clamp. A plain
+        generator's tanh output
+        cannot leave [-1, 1]: it sees the clipped input.
+        """
+        inside = x.clamp(-1.0, 1.0)
+        if not self.residual:
+            return self.forward(inside)
+        out = self._body(inside)
+        return self._bicubic(x).to(out.dtype) + out
