@@ -145,7 +145,8 @@ def test_select_needs_validation_rgb_and_weights(ds: Path, shared: Path, tmp_pat
         Trainer(cfg(ds, tmp_path / "r2", select="psnr", val_every=0))
     two = write_dataset(tmp_path / "two", shared / "naip_rgbn_5m.tif", 32,
                         {"train": 4, "val": 1}, bands=[1, 4])
-    with pytest.raises(SatsrError, match="LPIPS on 3 bands; this dataset has 2"):
+    with pytest.raises(SatsrError, match=r"LPIPS on 3 bands \(or on one, as grey\); this "
+                                         r"dataset has 2"):
         Trainer(cfg(two, tmp_path / "r3", select="vgg-l", val_every=1))
     import satsr.evaluation.metrics
 

@@ -58,6 +58,9 @@ class Engine:
     #: True when `forward` takes inputs beyond [-1, 1] and keeps them (a residual generator's
     #: `forward_unclipped`): the writer then scales without clipping, so nothing saturates.
     unclipped: bool = False
+    #: A band-by-band model: one network applied to each band of any band count, each band
+    #: scaled by its own range measured on the input (see satsr.data.bandsamples).
+    bandwise: bool = False
 
     @classmethod
     def from_generator(cls, gen: Generator, scaling: BandScaling | None = None,
@@ -67,9 +70,14 @@ class Engine:
         dev = resolve_device(device) if device is not None else next(gen.parameters()).device
         gen = gen.to(dev).eval()
         unclipped = bool(getattr(gen, "residual", False)) and hasattr(gen, "forward_unclipped")
-        fwd = gen.forward_unclipped if unclipped else gen
-        return cls(fwd, int(gen.scale), receptive_radius(gen), dev, name, int(gen.bands),
-                   scaling, dict(meta or {}), True, unclipped)
+        fwd: Callable[[torch.Tensor], torch.Tensor] = (gen.forward_unclipped if unclipped
+                                                       else gen)
+        bandwise = bool((meta or {}).get("bandwise")) and int(gen.bands) == 1
+        if bandwise:
+            fwd = _band_by_band(fwd)
+        return cls(fwd, int(gen.scale), receptive_radius(gen), dev, name,
+                   None if bandwise else int(gen.bands), None if bandwise else scaling,
+                   dict(meta or {}), True, unclipped, bandwise)
 
     @classmethod
     def baseline(cls, method: str, scale: int = 4,
@@ -86,6 +94,18 @@ class Engine:
 
         return cls(fwd, scale, radius, resolve_device(device), method, None, None,
                    {"variant": method}, False)
+
+
+def _band_by_band(fwd: Callable[[torch.Tensor], torch.Tensor]
+                  ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """(N, C, h, w) -> (N, C, sh, sw) through a 1-band network, each band on its own."""
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        y = fwd(x.reshape(n * c, 1, h, w))
+        return y.reshape(n, c, *y.shape[-2:])
+
+    return run
 
 
 def load_engine(model: str | Path | None = None, method: str | None = None,

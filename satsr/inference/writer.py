@@ -239,10 +239,13 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
         raise SatsrError(f"scaling must be {', '.join(SCALING_MODES)}, not {scaling_mode!r}",
                          option="scaling")
     tags: dict[str, str] = {}
-    if engine.scaling is None:  # a classical baseline: the raster's own exact range
+    if engine.bandwise and scaling_mode == "model":
+        raise SatsrError("a band-by-band model has no band scaling of its own: it measures "
+                         "each band on the input (scaling input or auto)", option="scaling")
+    if engine.scaling is None and not engine.bandwise:  # a baseline: the exact range
         scaling = exact_scaling(ds, sel, dtype, nodata)
-    elif scaling_mode == "model" or (scaling_mode == "auto" and
-                                     np.dtype(engine.scaling.dtype) == np.dtype(dtype)):
+    elif engine.scaling is not None and (scaling_mode == "model" or (
+            scaling_mode == "auto" and np.dtype(engine.scaling.dtype) == np.dtype(dtype))):
         if np.dtype(engine.scaling.dtype) != np.dtype(dtype):
             raise SatsrError(f"{src} is {dtype} but the model was trained on "
                              f"{engine.scaling.dtype} rasters; its band scaling would not fit "

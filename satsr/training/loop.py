@@ -220,9 +220,10 @@ class Trainer:
             if why:
                 raise SatsrError(f"select {cfg.select} needs validation, but {why}",
                                  option=("select", "val_every"))
-        if needs and self.bands < 3:
-            raise SatsrError(f"select {cfg.select} scores LPIPS on 3 bands; this dataset has "
-                             f"{self.bands} (use select psnr)", option="select")
+        if needs and self.bands == 2:
+            raise SatsrError(f"select {cfg.select} scores LPIPS on 3 bands (or on one, as "
+                             f"grey); this dataset has {self.bands} (use select psnr)",
+                             option="select")
         if needs and cfg.hr_size < LPIPS_MIN_SIZE:
             raise SatsrError(f"select {cfg.select} needs hr_size >= {LPIPS_MIN_SIZE} (LPIPS "
                              f"trunks), not {cfg.hr_size}", option=("select", "hr_size"))
@@ -234,10 +235,11 @@ class Trainer:
         if not (self.dist.is_writer and cfg.val_every and self.val_chips):
             return None
         extra: tuple[str, ...] = ()
-        if self.bands >= 3 and cfg.hr_size >= LPIPS_MIN_SIZE and not lpips_unavailable(
+        if self.bands != 2 and cfg.hr_size >= LPIPS_MIN_SIZE and not lpips_unavailable(
                 LOGGED, cfg.lpips_weights):
             extra = LOGGED
-        return ValidationScorer(cfg.select, (0, 1, 2), cfg.lpips_weights, str(self.device),
+        rgb = (0, 1, 2) if self.bands >= 3 else (0, 0, 0)  # one band: LPIPS of it as grey
+        return ValidationScorer(cfg.select, rgb, cfg.lpips_weights, str(self.device),
                                 extra=extra)
 
     def _check_resumed_config(self, ckpt: dict[str, Any]) -> None:
@@ -337,6 +339,8 @@ class Trainer:
             "gsd_range": list(gsd) if gsd else None,
             "iterations": self.iteration,
             "phi_depth": self.cfg.phi_depth,
+            # trained on band samples (satsr.data.bandsamples): one band at a time, any sensor
+            "bandwise": bool(self.index.meta.get("band_samples")),
             "degradation": self.model.degradation.to_dict(),
             "selection": {"criterion": self.cfg.select, "psnr_floor": self.cfg.psnr_floor,
                           "iteration": (self.iteration if self._exports_latest()

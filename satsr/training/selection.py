@@ -65,6 +65,7 @@ class ValidationScorer:
         self.lpips = {n: get_lpips(n, weights_dir, device) for n in names}
 
     def lpips_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The 3 bands LPIPS reads (`rgb`; (0, 0, 0) scores one band as grey)."""
         if x.shape[1] == 3 and self.rgb == [0, 1, 2]:
             return x
         if max(self.rgb) >= x.shape[1]:
