@@ -58,3 +58,20 @@ def test_bad_inputs_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(SatsrError, match="not a satsr dataset"):
         (tmp_path / "empty").mkdir()
         band_samples([tmp_path / "empty"], tmp_path / "y")
+
+
+def test_cli_writes_the_dataset_and_refuses_bad_input_in_one_line(two, tmp_path: Path,
+                                                                  capsys) -> None:
+    from helpers import run_cli
+
+    naip, _ = two
+    code, out, err = run_cli(["band-samples", str(naip), "-o", str(tmp_path / "bs")], capsys)
+    assert code == 0, err
+    assert "single-band samples" in out and (tmp_path / "bs" / "index.geojson").is_file()
+    code, _, err = run_cli(["band-samples", str(naip), "-o", str(tmp_path / "bs")], capsys)
+    assert code == 2 and "--overwrite" in err and err.count("\n") == 1
+    (tmp_path / "nope").mkdir()
+    code, _, err = run_cli(["band-samples", str(tmp_path / "nope"), "-o",
+                            str(tmp_path / "x")], capsys)
+    assert code == 2 and "not a satsr dataset" in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()

@@ -14,6 +14,7 @@ import typer
 
 from satsr import __version__
 from satsr.cli import (
+    cmd_band_samples,
     cmd_demo,
     cmd_eval,
     cmd_make_dataset,
@@ -49,6 +50,7 @@ def _root(
 
 
 app.command("make-dataset")(cmd_make_dataset.command)
+app.command("band-samples")(cmd_band_samples.command)
 app.command("train")(cmd_train.command)
 app.command("upscale")(cmd_upscale.command)
 app.command("eval")(cmd_eval.command)

@@ -1,0 +1,33 @@
+"""`satsr band-samples`: make-dataset folders -> one single-band dataset for band-by-band models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from satsr.cli.options import overwrite_option
+
+# Deferred imports: rasterio and rich (and the satsr modules that import them) are imported
+# inside the command, so that `satsr --help` and every other verb start without them.
+
+
+def command(
+    datasets: list[Path] = typer.Argument(..., metavar="DATA...", show_default=False,
+                                          help="make-dataset folders (any band counts and "
+                                               "dtypes; their splits are kept)."),
+    out: Path = typer.Option(..., "--out", "-o", show_default=False,
+                             help="Output dataset folder of single-band float32 chips."),
+    overwrite: bool = overwrite_option(),
+) -> None:
+    """Turn every band of every chip into a single-band sample in unit range, each band
+    scaled by its range measured on its source raster (as `upscale --scaling input` does):
+    the training data of a band-by-band model that serves any sensor."""
+    from rich.console import Console
+
+    from satsr.data.bandsamples import band_samples
+
+    s = band_samples(datasets, out, overwrite=overwrite)
+    Console().print(f"{sum(s.counts.values())} single-band samples in {s.out} "
+                    f"(train {s.counts['train']}, val {s.counts['val']}, test "
+                    f"{s.counts['test']}) from {len(s.sources)} source rasters")
