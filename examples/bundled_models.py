@@ -55,6 +55,20 @@ DATASETS = {
     "aerial": Dataset(AERIAL, ["--bands", "1,2,3", "--nodata", "0", "--max-nodata", "0.01",
                                "--count", "4000", *_CHIPS]),
 }
+#: The 5-300 m sources of the band-by-band model, each cut on its own (band counts and dtypes
+#: differ), then merged by `satsr band-samples` into one single-band dataset, "bands".
+MS_SOURCES = {
+    "ms-l8-30m": "landsat8_rgb_30m_uint16.tif",
+    "ms-l8-cloudy": "landsat8_rgbn_30m_cloudy_uint16.tif",
+    "ms-l8-60m": "landsat8_rgb16_60m.tif",
+    "ms-l7-300m": "landsat7_bahamas_300m.tif",
+    "ms-haiti": "haiti_rgbn_5m.tif",
+    "ms-naip": "naip_rgbn_5m.tif",
+}
+for _name, _src in MS_SOURCES.items():
+    DATASETS[_name] = Dataset([_src], ["--max-nodata", "0.01", "--count", "400", *_CHIPS])
+# the committed split's val blocks of the Bahamas scene are all nodata collar: no val chips
+DATASETS["ms-l7-300m"].args += ["--split", "0.85,0,0.15"]
 
 
 @dataclass
@@ -99,6 +113,13 @@ SWEEP = {
                         "sweep 3: adv+rec, lambda2 1e-3, plain generator, EMA 0.999"),
 }
 RECIPES.update(SWEEP)
+RECIPES["satsr-ms-x4"] = Recipe(
+    "bands",
+    ["--variant", "adv+rec", "--residual", "--upsample", "nearest", "--lambda2", "1e-4",
+     "--degradation", "realistic", "--select", "pe-l", "--psnr-floor", "0",
+     "--hr-size", "96", "-b", "10", "-n", "3000", "--val-every", "250", "--val-chips", "48",
+     "--checkpoint-every", "250", "--log-every", "50", "--seed", "0"],
+    "the band-by-band model: any band count and dtype (5 m to 300 m sources)")
 
 
 def run(cmd: list[str]) -> None:
@@ -135,6 +156,14 @@ def step_data(work: Path, names: list[str] | None = None) -> None:
         sources = [str(manila) if s == "MANILA" else str(SHARED / s) for s in d.sources]
         run([*SATSR, "make-dataset", *sources, *d.args, "--split-file", str(SPLIT),
              "-o", str(work / "data" / name), "--overwrite"])
+    if not names or "bands" in names:
+        step_bands(work)
+
+
+def step_bands(work: Path) -> None:
+    """The band-by-band model's training data: every band of the MS_SOURCES datasets."""
+    run([*SATSR, "band-samples", *[str(work / "data" / n) for n in MS_SOURCES], "-o",
+         str(work / "data" / "bands"), "--overwrite"])
 
 
 def step_train(name: str, work: Path, extra: list[str]) -> None:
