@@ -38,3 +38,27 @@ def tid2013_pairs() -> Path:
             return path
     pytest.skip(f"TID2013 LPIPS pairs not found at {TID2013[-1]}: those images are not ours "
                 f"to redistribute, so they do not ship in tests/data")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from threads, and busy shared cores lose a lot to them:
+    the modules that train or run tiny networks use this (pytestmark / autouse)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def vgg_file(tmp_path_factory) -> Path:
+    """A VGG19-shaped state dict (random tensors, torchvision's key layout, one extra key as
+    torchvision files have)."""
+    from satsr.nn.vgg import VGG19Features
+
+    path = tmp_path_factory.mktemp("vgg") / "vgg19-dcbb9e9d.pth"
+    torch.manual_seed(0)
+    state = {k: torch.randn_like(v) * 0.05 for k, v in VGG19Features().state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # extra keys are ignored, as in torchvision
+    torch.save(state, path)
+    return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -18,6 +19,7 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from satsr.data.scaling import BandScaling
+from satsr.training.config import TrainConfig
 
 #: Small real rasters shipped with the repository, named as the full files of ../shared/data
 #: (tests/data/README.md says what each is cut from; tests/data/make_fixtures.py remakes them).
@@ -105,3 +107,31 @@ def write_dataset(root: Path, source: Path, size: int, splits: dict[str, int],
     (root / "index.geojson").write_text(json.dumps(
         {"type": "FeatureCollection", "satsr": meta, "features": feats}))
     return root
+
+
+def tiny_config(ds: Path, out: Path, **kw: Any) -> TrainConfig:
+    """A tiny, fast training configuration on CPU (1 block of 8 maps, HR 32, batch 2, no
+    validation or checkpoints unless asked); keyword arguments override."""
+    base: dict[str, Any] = dict(data=str(ds), out=str(out), hr_size=32, batch_size=2,
+                                   iterations=2, n_blocks=1, features=8, val_every=0,
+                                   checkpoint_every=0, log_every=1, device="cpu", seed=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def assert_clean_failure(code: int, err: str, folder: Path, *needles: str) -> str:
+    """A clean CLI failure: exit 2, one `satsr: error:` line holding `needles`, and neither
+    the output `o.tif` nor a staging part left in `folder`. Returns the line."""
+    assert code == 2, err
+    lines = [ln for ln in err.strip().splitlines() if ln]
+    assert len(lines) == 1 and lines[0].startswith("satsr: error:"), err
+    for n in needles:
+        assert n in lines[0], err
+    assert not [p for p in folder.iterdir() if p.name == "o.tif" or ".part" in p.name]
+    return lines[0]
+
+
+def upscale_cli(args: list[Any], capsys: Any) -> tuple[int, str]:
+    """Run `satsr upscale ARGS` in-process: (exit code, stderr)."""
+    code, _, err = run_cli(["upscale", *map(str, args)], capsys)
+    return code, err

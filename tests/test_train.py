@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import write_dataset
+from helpers import tiny_config, write_dataset
 
 from satsr.cli.app import main
 from satsr.errors import MissingWeightsError, SatsrError, TrainingDiverged, TrainingStopped
@@ -22,14 +22,7 @@ from satsr.training.config import TrainConfig
 from satsr.training.loop import Trainer, train
 from satsr.training.rundir import load_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions run fastest (and steadiest on a busy machine) on one thread."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -39,24 +32,9 @@ def ds(shared: Path, tmp_path_factory) -> Path:
                          32, {"train": 6, "val": 2})
 
 
-@pytest.fixture(scope="module")
-def vgg_file(tmp_path_factory) -> Path:
-    """A VGG19-shaped state dict (random tensors, torchvision's key layout)."""
-    path = tmp_path_factory.mktemp("vgg") / "vgg19-dcbb9e9d.pth"
-    torch.manual_seed(0)
-    state = {k: torch.randn_like(v) * 0.05 for k, v in VGG19Features().state_dict().items()}
-    state["classifier.0.weight"] = torch.zeros(2, 2)  # extra keys are ignored, as in torchvision
-    torch.save(state, path)
-    return path
-
-
 def cfg(ds: Path, out: Path, **kw) -> TrainConfig:
     """A tiny, fast configuration."""
-    base = dict(data=str(ds), out=str(out), hr_size=32, batch_size=2, iterations=2,
-                n_blocks=1, features=8, val_every=0, checkpoint_every=0, log_every=1,
-                device="cpu", seed=1)
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_config(ds, out, **kw)
 
 
 def log_rows(run: Path) -> list[dict[str, str]]:

@@ -8,21 +8,14 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-import torch
-from helpers import run_cli, write_dataset
+from helpers import run_cli, tiny_config, write_dataset
 
 from satsr.errors import SatsrError
 from satsr.training.config import CHANGEABLE_ON_RESUME, TrainConfig, make_config
 from satsr.training.loop import Trainer, train
 from satsr.training.rundir import load_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +26,7 @@ def ds(shared: Path, tmp_path_factory) -> Path:
 
 
 def cfg(ds: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(data=str(ds), out=str(out), variant="mse", hr_size=32, batch_size=2,
-                iterations=1, n_blocks=1, features=8, val_every=0, checkpoint_every=0,
-                log_every=1, device="cpu", seed=1)
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_config(ds, out, **{"variant": "mse", "iterations": 1, **kw})
 
 
 def log_rows(run: Path) -> list[dict[str, str]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import run_cli, write_dataset
+from helpers import run_cli, tiny_config, write_dataset
 
 from satsr.errors import MissingWeightsError, SatsrError
 from satsr.inference.modelfile import load_model, read_metadata
@@ -17,13 +17,7 @@ from satsr.training.config import TrainConfig
 from satsr.training.loop import Trainer, train
 from satsr.training.selection import GeneratorEMA, Selection, ValidationScorer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +28,7 @@ def ds(shared: Path, tmp_path_factory) -> Path:
 
 
 def cfg(ds: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(data=str(ds), out=str(out), hr_size=32, batch_size=2, iterations=2,
-                n_blocks=1, features=8, val_every=0, checkpoint_every=0, log_every=1,
-                device="cpu", seed=1, variant="adv+rec")
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_config(ds, out, **{"variant": "adv+rec", **kw})
 
 
 def val_rows(run: Path) -> list[dict[str, str]]:

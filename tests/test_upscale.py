@@ -14,12 +14,11 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
-from helpers import assert_same_georef
+from helpers import assert_clean_failure, assert_same_georef, upscale_cli
 from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from satsr.cli.app import main
 from satsr.data.scaling import BandScaling
 from satsr.inference.engine import Engine, super_resolve
 from satsr.inference.modelfile import save_model
@@ -29,14 +28,7 @@ from satsr.nn.generator import Generator
 
 FEATURES = 8  # tiny generators: the behaviour under test does not depend on width
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and busy shared cores lose a lot to them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gen(bands: int = 3, seed: int = 0) -> Generator:
@@ -66,16 +58,6 @@ def _crop(src: Path, window: Window, dst: Path) -> Path:
             out.write(data)
             out.colorinterp = ds.colorinterp
     return dst
-
-
-def _cli(args: list[str], capsys) -> tuple[int, str]:
-    """Run the CLI in-process; return (exit code, stderr)."""
-    code = 0
-    try:
-        main(["upscale", *map(str, args)])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err
 
 
 def _up(a: np.ndarray, s: int = 4) -> np.ndarray:
@@ -201,7 +183,7 @@ def crops(shared, tmp_path_factory) -> dict[str, Path]:
 
 def test_output_keeps_crs_footprint_dtype_and_band_order(crops, tmp_path, capsys):
     out = tmp_path / "naip_x4.tif"
-    code, err = _cli([crops["naip"], "-o", out, "--method", "nearest"], capsys)
+    code, err = upscale_cli([crops["naip"], "-o", out, "--method", "nearest"], capsys)
     assert code == 0, err
     with rasterio.open(crops["naip"]) as src, rasterio.open(out) as dst:
         assert dst.crs == src.crs and dst.count == src.count == 4
@@ -220,8 +202,8 @@ def test_output_keeps_crs_footprint_dtype_and_band_order(crops, tmp_path, capsys
 def test_model_output_is_tagged_and_in_range(crops, tmp_path, capsys):
     model = _model(tmp_path / "m.safetensors", bands=4, gsd=(4.0, 6.0))
     out = tmp_path / "sr.tif"
-    code, err = _cli([crops["naip"], "-o", out, "-m", model, "--tile", "32", "--overlap", "8"],
-                     capsys)
+    code, err = upscale_cli([crops["naip"], "-o", out, "-m", model, "--tile", "32",
+                             "--overlap", "8"], capsys)
     assert code == 0, err
     assert "far outside" not in err
     with rasterio.open(out) as dst:
@@ -233,13 +215,13 @@ def test_model_output_is_tagged_and_in_range(crops, tmp_path, capsys):
 
 def test_ground_resolution_far_from_training_range_warns(crops, tmp_path, capsys):
     model = _model(tmp_path / "m.safetensors", bands=4, gsd=(0.1, 0.2))
-    code, err = _cli([crops["naip"], "-o", tmp_path / "o.tif", "-m", model], capsys)
+    code, err = upscale_cli([crops["naip"], "-o", tmp_path / "o.tif", "-m", model], capsys)
     assert code == 0 and "far outside" in err and "warning" in err
 
 
 def test_landsat_nodata_collar_is_carried_without_dark_halos(crops, tmp_path, capsys):
     out = tmp_path / "l.tif"
-    code, err = _cli([crops["landsat"], "-o", out, "--method", "bicubic"], capsys)
+    code, err = upscale_cli([crops["landsat"], "-o", out, "--method", "bicubic"], capsys)
     assert code == 0, err
     with rasterio.open(crops["landsat"]) as src, rasterio.open(out) as dst:
         ok_in = src.dataset_mask() > 0
@@ -257,8 +239,8 @@ def test_landsat_nodata_collar_is_carried_without_dark_halos(crops, tmp_path, ca
 def test_rgba_alpha_is_carried_as_alpha(crops, tmp_path, capsys):
     model = _model(tmp_path / "m.safetensors")
     out = tmp_path / "b.tif"
-    code, err = _cli([crops["bali"], "-o", out, "-m", model, "--tile", "32", "--overlap", "8"],
-                     capsys)
+    code, err = upscale_cli([crops["bali"], "-o", out, "-m", model, "--tile", "32",
+                             "--overlap", "8"], capsys)
     assert code == 0, err
     with rasterio.open(crops["bali"]) as src, rasterio.open(out) as dst:
         assert dst.count == 4 and dst.colorinterp[3] == ColorInterp.alpha
@@ -270,7 +252,7 @@ def test_rgba_alpha_is_carried_as_alpha(crops, tmp_path, capsys):
 
 def test_uint16_round_trip(crops, tmp_path, capsys):
     out = tmp_path / "n.tif"
-    code, err = _cli([crops["l8"], "-o", out, "--method", "nearest"], capsys)
+    code, err = upscale_cli([crops["l8"], "-o", out, "--method", "nearest"], capsys)
     assert code == 0, err
     with rasterio.open(crops["l8"]) as src, rasterio.open(out) as dst:
         assert dst.dtypes[0] == "uint16"
@@ -280,7 +262,7 @@ def test_uint16_round_trip(crops, tmp_path, capsys):
     lo, hi = (7000.0, 8000.0, 9500.0), (11000.0, 12000.0, 13000.0)
     scaling = BandScaling("uint16", lo, hi)
     model = _model(tmp_path / "m16.safetensors", scaling=scaling)
-    code, err = _cli([crops["l8"], "-o", tmp_path / "m.tif", "-m", model], capsys)
+    code, err = upscale_cli([crops["l8"], "-o", tmp_path / "m.tif", "-m", model], capsys)
     assert code == 0, err
     with rasterio.open(tmp_path / "m.tif") as dst:
         got = dst.read()
@@ -304,7 +286,7 @@ def test_png_without_crs_writes_png_and_says_so(crops, tmp_path, capsys):
             out.write(data)
     outdir = tmp_path / "out"
     outdir.mkdir()
-    code, err = _cli([png, "-o", outdir, "--method", "bicubic"], capsys)
+    code, err = upscale_cli([png, "-o", outdir, "--method", "bicubic"], capsys)
     assert code == 0, err
     assert "no CRS" in err
     with warnings.catch_warnings():
@@ -318,8 +300,8 @@ def test_cog_has_overviews(shared, tmp_path, capsys):
     src = _crop(shared / "netherlands_aerial_0.25m.tif", Window(0, 0, 160, 160),
                 tmp_path / "nl.tif")
     out = tmp_path / "cog.tif"
-    code, err = _cli([src, "-o", out, "--method", "nearest", "--cog", "--co", "LEVEL=1"],
-                     capsys)
+    code, err = upscale_cli([src, "-o", out, "--method", "nearest", "--cog", "--co",
+                             "LEVEL=1"], capsys)
     assert code == 0, err
     with rasterio.open(out) as dst, rasterio.open(src) as inp:
         assert dst.overviews(1) and dst.crs == inp.crs
@@ -333,8 +315,8 @@ def test_several_inputs_one_failure_others_finish(crops, tmp_path, capsys):
     bad.write_text("not a raster")
     outdir = tmp_path / "many"
     outdir.mkdir()
-    code, err = _cli([crops["naip"], bad, crops["l8"], "-o", outdir, "--method", "nearest"],
-                     capsys)
+    code, err = upscale_cli([crops["naip"], bad, crops["l8"], "-o", outdir, "--method",
+                             "nearest"], capsys)
     assert code != 0
     assert "broken.tif" in err and "1 of 3 inputs failed" in err
     assert sorted(p.name for p in outdir.iterdir()) == ["l8.tif", "naip.tif"]
@@ -343,48 +325,39 @@ def test_several_inputs_one_failure_others_finish(crops, tmp_path, capsys):
 def test_refuses_to_overwrite_without_flag(crops, tmp_path, capsys):
     out = tmp_path / "o.tif"
     out.write_bytes(b"keep me")
-    code, err = _cli([crops["l8"], "-o", out, "--method", "nearest"], capsys)
+    code, err = upscale_cli([crops["l8"], "-o", out, "--method", "nearest"], capsys)
     assert code == 2 and "--overwrite" in err and out.read_bytes() == b"keep me"
-    code, err = _cli([crops["l8"], "-o", out, "--method", "nearest", "--overwrite"], capsys)
+    code, err = upscale_cli([crops["l8"], "-o", out, "--method", "nearest", "--overwrite"], capsys)
     assert code == 0, err
     with rasterio.open(out) as dst:
         assert dst.width == 4 * 48
 
 
-def _assert_clean_failure(code: int, err: str, folder: Path, *needles: str) -> None:
-    assert code == 2, err
-    lines = [ln for ln in err.strip().splitlines() if ln]
-    assert len(lines) == 1 and lines[0].startswith("satsr: error:"), err
-    for n in needles:
-        assert n in lines[0], err
-    assert not [p for p in folder.iterdir() if p.name == "o.tif" or ".part" in p.name]
-
-
 def test_cli_errors_are_one_line_and_write_nothing(crops, tmp_path, capsys):
     model = _model(tmp_path / "m.safetensors")
     out = tmp_path / "o.tif"
-    code, err = _cli([tmp_path / "missing.tif", "-o", out, "-m", model], capsys)
-    _assert_clean_failure(code, err, tmp_path, "not found")
-    code, err = _cli([crops["naip"], "-o", out, "-m", model], capsys)
-    _assert_clean_failure(code, err, tmp_path, "3 bands", "4 are selected", "--bands")
+    code, err = upscale_cli([tmp_path / "missing.tif", "-o", out, "-m", model], capsys)
+    assert_clean_failure(code, err, tmp_path, "not found")
+    code, err = upscale_cli([crops["naip"], "-o", out, "-m", model], capsys)
+    assert_clean_failure(code, err, tmp_path, "3 bands", "4 are selected", "--bands")
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"\x00garbage" * 10)
-    code, err = _cli([crops["l8"], "-o", out, "-m", corrupt], capsys)
-    _assert_clean_failure(code, err, tmp_path, "corrupt.safetensors")
+    code, err = upscale_cli([crops["l8"], "-o", out, "-m", corrupt], capsys)
+    assert_clean_failure(code, err, tmp_path, "corrupt.safetensors")
     from safetensors.torch import save_file
     foreign = tmp_path / "foreign.safetensors"
     save_file({"w": torch.zeros(2)}, str(foreign))
-    code, err = _cli([crops["l8"], "-o", out, "-m", foreign], capsys)
-    _assert_clean_failure(code, err, tmp_path, "not a satsr model")
-    code, err = _cli([crops["l8"], "-o", tmp_path / "nope" / "o.tif", "--method", "nearest"],
-                     capsys)
-    _assert_clean_failure(code, err, tmp_path, "does not exist")
+    code, err = upscale_cli([crops["l8"], "-o", out, "-m", foreign], capsys)
+    assert_clean_failure(code, err, tmp_path, "not a satsr model")
+    code, err = upscale_cli([crops["l8"], "-o", tmp_path / "nope" / "o.tif", "--method",
+                             "nearest"], capsys)
+    assert_clean_failure(code, err, tmp_path, "does not exist")
     # a uint16 raster and a uint8 model: forcing the model's scaling is refused, and auto
     # measures the raster's own range, which this 48x40 crop is too small for
-    code, err = _cli([crops["l8"], "-o", out, "-m", model, "--scaling", "model"], capsys)
-    _assert_clean_failure(code, err, tmp_path, "uint16", "uint8", "--scaling input")
-    code, err = _cli([crops["l8"], "-o", out, "-m", model], capsys)
-    _assert_clean_failure(code, err, tmp_path, "too small to estimate")
+    code, err = upscale_cli([crops["l8"], "-o", out, "-m", model, "--scaling", "model"], capsys)
+    assert_clean_failure(code, err, tmp_path, "uint16", "uint8", "--scaling input")
+    code, err = upscale_cli([crops["l8"], "-o", out, "-m", model], capsys)
+    assert_clean_failure(code, err, tmp_path, "too small to estimate")
 
 
 def test_library_call_returns_a_summary(crops, tmp_path):

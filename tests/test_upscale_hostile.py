@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from helpers import assert_clean_failure, upscale_cli
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from satsr.cli.app import main
 from satsr.data.scaling import BandScaling
 from satsr.errors import SatsrError
 from satsr.inference.bundled import bundled_model
@@ -31,14 +31,7 @@ from satsr.inference.tiling import TileGrid, axis_tiles
 from satsr.inference.writer import upscale_raster
 from satsr.nn.generator import Generator
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and busy shared cores lose a lot to them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gen(bands: int = 3, seed: int = 0) -> Generator:
@@ -78,27 +71,6 @@ def rgb(shared, tmp_path_factory) -> Path:
                  root / "rgb.tif", bands=[1, 2, 3])
 
 
-def _cli(args: list, capsys) -> tuple[int, str]:
-    """Run `satsr upscale` in-process; return (exit code, stderr)."""
-    code = 0
-    try:
-        main(["upscale", *map(str, args)])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err
-
-
-def _one_line(code: int, err: str, folder: Path, *needles: str) -> str:
-    """Assert a clean failure: exit 2, one error line holding `needles`, nothing published."""
-    assert code == 2, err
-    lines = [ln for ln in err.strip().splitlines() if ln]
-    assert len(lines) == 1 and lines[0].startswith("satsr: error:"), err
-    for n in needles:
-        assert n in lines[0], err
-    assert not [p for p in folder.iterdir() if p.name == "o.tif" or ".part" in p.name]
-    return lines[0]
-
-
 def _header(path: Path) -> tuple[int, dict]:
     """(header length, parsed header) of a safetensors file."""
     raw = path.read_bytes()
@@ -119,8 +91,9 @@ def test_non_finite_weights_are_refused_when_the_model_loads(rgb, tmp_path, caps
     with pytest.raises(SatsrError, match=r"damaged\.safetensors.*blocks\.0\.body\.0\.weight"):
         load_model(path)
     out = tmp_path / "o.tif"
-    code, err = _cli([rgb, "-o", out, "--model", path], capsys)
-    line = _one_line(code, err, tmp_path, "damaged.safetensors", "blocks.0.body.0.weight")
+    code, err = upscale_cli([rgb, "-o", out, "--model", path], capsys)
+    line = assert_clean_failure(code, err, tmp_path, "damaged.safetensors",
+                                "blocks.0.body.0.weight")
     assert "2 non-finite" in line
 
 
@@ -143,22 +116,22 @@ def test_non_finite_output_stops_the_run_before_anything_is_published(rgb, tmp_p
     gen, _ = load_model(damaged)  # finite weights: it loads
     out = tmp_path / "o.tif"
     out.write_bytes(b"keep me")
-    code, err = _cli([rgb, "-o", out, "--model", damaged, "--overwrite"], capsys)
+    code, err = upscale_cli([rgb, "-o", out, "--model", damaged, "--overwrite"], capsys)
     assert "RuntimeWarning" not in err
     assert out.read_bytes() == b"keep me"
     out.unlink()
-    _one_line(code, err, tmp_path, "non-finite", str(rgb))
+    assert_clean_failure(code, err, tmp_path, "non-finite", str(rgb))
 
 
-def test_finite_weights_with_non_finite_output_give_one_line(rgb, tmp_path, capsys):
+def test_finite_weights_with_non_finite_output_giveassert_clean_failure(rgb, tmp_path, capsys):
     gen = _gen()
     with torch.no_grad():  # finite, but large enough to overflow float32 inside the network
         for name, p in gen.named_parameters():
             if name.endswith("weight") and p.ndim == 4:
                 p.copy_(torch.sign(torch.randn_like(p)) * 1e30)
     path = _model(tmp_path / "overflow.safetensors", gen)
-    code, err = _cli([rgb, "-o", tmp_path / "o.tif", "--model", path], capsys)
-    _one_line(code, err, tmp_path, "non-finite")
+    code, err = upscale_cli([rgb, "-o", tmp_path / "o.tif", "--model", path], capsys)
+    assert_clean_failure(code, err, tmp_path, "non-finite")
     # the library says so too, for an in-memory image
     x = np.zeros((3, 12, 12), np.float32)
     with pytest.raises(SatsrError, match="non-finite"):
@@ -183,7 +156,7 @@ def test_float32_nan_and_inf_pixels_are_masked_not_propagated(shared, tmp_path, 
     scaling = BandScaling("float32", (0.0,) * 3, (30000.0,) * 3)
     model = _model(tmp_path / "f32.safetensors", scaling=scaling)
     out = tmp_path / "out.tif"
-    code, err = _cli([src, "-o", out, "--model", model], capsys)
+    code, err = upscale_cli([src, "-o", out, "--model", model], capsys)
     assert code == 0, err
     assert "RuntimeWarning" not in err
     with rasterio.open(out) as ds:
@@ -262,8 +235,8 @@ def test_pickle_checkpoints_are_refused_unread_with_the_code_caution(rgb, tmp_pa
     raw = tmp_path / "raw.pth"
     raw.write_bytes(pickle.dumps(_Evil(marker), protocol=2))  # legacy bare pickle
     for path in (ckpt, raw):
-        code, err = _cli([rgb, "-o", tmp_path / "o.tif", "--model", path], capsys)
-        line = _one_line(code, err, tmp_path, str(path), "pickle", "could run code")
+        code, err = upscale_cli([rgb, "-o", tmp_path / "o.tif", "--model", path], capsys)
+        line = assert_clean_failure(code, err, tmp_path, str(path), "pickle", "could run code")
         assert "safetensors" in line
         with pytest.raises(SatsrError, match="could run code"):
             read_metadata(path)
@@ -279,24 +252,25 @@ def test_a_tile_stride_below_16_pixels_is_refused(rgb, tmp_path, capsys):
     with pytest.raises(SatsrError, match="overlap"):
         TileGrid.build(64, 64, 4, 33, 32, 3)
     axis_tiles(100, 48, 32)  # a 16 px stride is fine
-    code, err = _cli([rgb, "-o", tmp_path / "o.tif", "--method", "nearest", "--tile", 33,
+    code, err = upscale_cli([rgb, "-o", tmp_path / "o.tif", "--method", "nearest", "--tile", 33,
                       "--overlap", 32], capsys)
-    _one_line(code, err, tmp_path, "--tile 33", "--overlap 32", "16")
-    code, err = _cli([rgb, "-o", tmp_path / "o.tif", "--method", "nearest", "--overlap", 250],
-                     capsys)  # the default tile (256) with a huge overlap
-    _one_line(code, err, tmp_path, "--overlap 250", "256")
+    assert_clean_failure(code, err, tmp_path, "--tile 33", "--overlap 32", "16")
+    # the default tile (256) with a huge overlap
+    code, err = upscale_cli([rgb, "-o", tmp_path / "o.tif", "--method", "nearest",
+                             "--overlap", 250], capsys)
+    assert_clean_failure(code, err, tmp_path, "--overlap 250", "256")
 
 
 def test_scale_that_the_model_cannot_honour_is_refused(rgb, tmp_path, capsys):
     model = _model(tmp_path / "m.safetensors")
-    code, err = _cli([rgb, "-o", tmp_path / "o.tif", "--model", model, "--scale", 2], capsys)
-    _one_line(code, err, tmp_path, "--scale 2", "x4")
+    code, err = upscale_cli([rgb, "-o", tmp_path / "o.tif", "--model", model, "--scale", 2], capsys)
+    assert_clean_failure(code, err, tmp_path, "--scale 2", "x4")
     with pytest.raises(SatsrError, match="scale"):
         load_engine(model, scale=2, device="cpu")
-    code, err = _cli([rgb, "-o", tmp_path / "o.tif", "--model", model, "--scale", 4], capsys)
+    code, err = upscale_cli([rgb, "-o", tmp_path / "o.tif", "--model", model, "--scale", 4], capsys)
     assert code == 0, err
-    code, err = _cli([rgb, "-o", tmp_path / "b.tif", "--method", "nearest", "--scale", 2],
-                     capsys)
+    code, err = upscale_cli([rgb, "-o", tmp_path / "b.tif", "--method", "nearest", "--scale",
+                             2], capsys)
     assert code == 0, err
     with rasterio.open(tmp_path / "b.tif") as ds:
         assert ds.width == 48
@@ -314,8 +288,8 @@ def test_scale_that_the_model_cannot_honour_is_refused(rgb, tmp_path, capsys):
     (["--scale", "-4"], ["--scale", "-4"]),
 ])
 def test_zero_negative_and_empty_values_are_refused(rgb, tmp_path, capsys, args, needles):
-    code, err = _cli([rgb, "-o", tmp_path / "o.tif", "--method", "nearest", *args], capsys)
-    _one_line(code, err, tmp_path, *needles)
+    code, err = upscale_cli([rgb, "-o", tmp_path / "o.tif", "--method", "nearest", *args], capsys)
+    assert_clean_failure(code, err, tmp_path, *needles)
 
 
 def test_library_refuses_zero_tile_and_batch(rgb, tmp_path):
@@ -330,10 +304,10 @@ def test_library_refuses_zero_tile_and_batch(rgb, tmp_path):
 
 def test_band_count_advice_is_always_possible(shared, rgb, tmp_path, capsys):
     four = _model(tmp_path / "four.safetensors", bands=4)
-    code, err = _cli([rgb, "-o", tmp_path / "o.tif", "--model", four], capsys)
-    line = _one_line(code, err, tmp_path, "4 bands", "3")
+    code, err = upscale_cli([rgb, "-o", tmp_path / "o.tif", "--model", four], capsys)
+    line = assert_clean_failure(code, err, tmp_path, "4 bands", "3")
     assert "--bands 1,2,3,4" not in line and "too few" in line
     naip = _crop(shared, "naip_rgbn_5m.tif", Window(200, 150, 16, 16), tmp_path / "naip.tif")
     three = _model(tmp_path / "three.safetensors")
-    code, err = _cli([naip, "-o", tmp_path / "o.tif", "--model", three], capsys)
-    _one_line(code, err, tmp_path, "--bands 1,2,3")
+    code, err = upscale_cli([naip, "-o", tmp_path / "o.tif", "--model", three], capsys)
+    assert_clean_failure(code, err, tmp_path, "--bands 1,2,3")

@@ -26,7 +26,6 @@ from torch import nn
 
 from satsr.nn import Generator
 from satsr.nn.phi import VARIANTS, PhiNetworks, get_variant
-from satsr.nn.vgg import VGG19Features
 from satsr.training.config import TrainConfig
 from satsr.training.loop import Trainer
 from satsr.training.losses import generator_loss
@@ -51,13 +50,7 @@ PHI_PARTS: dict[str, list[str] | None] = {
 }
 TRAINS_PHI = {v for v, parts in PHI_PARTS.items() if parts}
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------- the reference
@@ -308,15 +301,6 @@ def test_rec_reconstructs_real_images_only_and_star_rec_also_generated_ones():
 def ds(shared: Path, tmp_path_factory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("ds"), shared / "netherlands_aerial_0.25m.tif",
                          32, {"train": 4, "val": 1})
-
-
-@pytest.fixture(scope="module")
-def vgg_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("vgg") / "vgg19-dcbb9e9d.pth"
-    torch.manual_seed(0)
-    torch.save({k: torch.randn_like(v) * 0.05 for k, v in VGG19Features().state_dict().items()},
-               path)
-    return path
 
 
 def trainer(ds: Path, out: Path, variant: str, vgg_file: Path, **kw) -> Trainer:
