@@ -50,7 +50,10 @@ LPIPS_VARIANTS: dict[str, tuple[str, bool]] = {
     "vgg": ("vgg", False), "vgg-l": ("vgg", True),
 }
 METRICS = CLASSICAL + tuple(LPIPS_VARIANTS)
-HIGHER_IS_BETTER = frozenset({"psnr"})
+#: Multispectral metrics (satsr.evaluation.msmetrics), on request only: `band-psnr` becomes
+#: one column per band (`psnr-b1`, `psnr-b2`, ...), over every band of the data.
+MS_METRICS = ("band-psnr", "sam", "consistency")
+HIGHER_IS_BETTER = frozenset({"psnr", "consistency"})
 #: lpips net name -> satsr.evaluation.weights backbone name
 BACKBONES = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
 COLORSPACES = ("lab", "rgb")
@@ -65,15 +68,21 @@ def parse_metrics(spec: Iterable[str] | None) -> list[str]:
         names += [s.strip().lower() for s in item.split(",") if s.strip()]
     if not names:
         return list(METRICS)
-    unknown = [n for n in names if n not in METRICS]
+    known = METRICS + MS_METRICS
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise SatsrError(f"unknown metric {unknown[0]!r} (choose from {', '.join(METRICS)})")
-    return [m for m in METRICS if m in names]  # canonical order, no duplicates
+        raise SatsrError(f"unknown metric {unknown[0]!r} (choose from {', '.join(known)})")
+    return [m for m in known if m in names]  # canonical order, no duplicates
+
+
+def higher_is_better(metric: str) -> bool:
+    """PSNR (per band too) and consistency grow with quality; every other metric shrinks."""
+    return metric in HIGHER_IS_BETTER or metric.startswith("psnr-b")
 
 
 def is_better(metric: str, a: float, b: float) -> bool:
     """Whether value `a` is better than `b` for `metric`."""
-    return a > b if metric in HIGHER_IS_BETTER else a < b
+    return a > b if higher_is_better(metric) else a < b
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:

@@ -27,16 +27,18 @@ from satsr.errors import MetricUnavailableWarning, SatsrError
 from satsr.evaluation.layout import FirstThatFits
 from satsr.evaluation.metrics import (
     CLASSICAL,
-    HIGHER_IS_BETTER,
     LPIPS_MIN_SIZE,
     LPIPS_VARIANTS,
     METRICS,
+    MS_METRICS,
     classical,
     get_lpips,
+    higher_is_better,
     is_better,
     lpips_unavailable,
     to_uint8,
 )
+from satsr.evaluation.msmetrics import band_psnr, consistency, spectral_angle
 from satsr.progress import progress_bar
 
 # Deferred imports: torch, rasterio, scipy, matplotlib and rich (and the satsr modules that
@@ -354,7 +356,7 @@ class EvalResult:
 
 
 def _arrow(metric: str) -> str:
-    return "↑" if metric in HIGHER_IS_BETTER else "↓"
+    return "↑" if higher_is_better(metric) else "↓"
 
 
 def _fmt(x: float, digits: int = 4) -> str:
@@ -420,9 +422,14 @@ def score_samples(samples: Iterable[Sample], methods: Sequence[Method], metrics:
     from satsr.data.degrade import Degradation
 
     unavailable = dict(unavailable or {})
-    bad = [k for k in metrics if k not in METRICS]
+    bad = [k for k in metrics if k not in METRICS + MS_METRICS]
     if bad:
         raise SatsrError(f"unknown metric {bad[0]!r}")
+    # band-psnr: one column per band; consistency needs the LR (not in pair mode)
+    metrics = [n for k in metrics for n in (
+        [f"psnr-b{b + 1}" for b in range(scaling.bands)] if k == "band-psnr" else [k])]
+    if "consistency" in metrics and samples_have_preds(samples):
+        unavailable.setdefault("consistency", "needs the LR a method saw (not in pair mode)")
     lp_names = [k for k in metrics if k in LPIPS_VARIANTS and k not in unavailable]
     lp = {k: get_lpips(k, str(weights_dir) if weights_dir else None, device, random_trunk)
           for k in lp_names}
@@ -451,6 +458,9 @@ def score_samples(samples: Iterable[Sample], methods: Sequence[Method], metrics:
         for batch in _batches(samples, batch_size):
             hr = np.stack([s.hr for s in batch]).astype(np.float32)
             if batch[0].preds is not None:
+                if "consistency" in values[names[0]]:
+                    raise SatsrError("consistency compares SR degraded back with the LR it was "
+                                     "made from: pairs of rasters have no LR", option="metrics")
                 given = [s.preds or {} for s in batch]
                 preds = {m: np.stack([p[m] for p in given]) for m in names}
             else:
@@ -470,6 +480,9 @@ def score_samples(samples: Iterable[Sample], methods: Sequence[Method], metrics:
                                              f"{hr.shape[1:]}")
                         label = names[rows.index((m, k))]
                         preds[label] = np.stack([quantise(x) for x in sr])
+                        if "consistency" in metrics and "consistency" not in unavailable:
+                            values[label]["consistency"] += _consistency(
+                                preds[label], lr.numpy(), d, seed, count)
             hr_rgb = hr[:, rgb_idx]
             if lp and min(hr.shape[-2:]) < LPIPS_MIN_SIZE:
                 raise SatsrError(f"{batch[0].label}: LPIPS needs images of at least "
@@ -483,9 +496,11 @@ def score_samples(samples: Iterable[Sample], methods: Sequence[Method], metrics:
                                                colorspace).items():
                         values[name][metric].append(v)
                 for metric, fn in lp.items():
-                    d = fn(torch.from_numpy(np.ascontiguousarray(p_rgb)),
-                           torch.from_numpy(np.ascontiguousarray(hr_rgb)))
-                    values[name][metric].extend(float(x) for x in d)
+                    dist = fn(torch.from_numpy(np.ascontiguousarray(p_rgb)),
+                              torch.from_numpy(np.ascontiguousarray(hr_rgb)))
+                    values[name][metric].extend(float(x) for x in dist)
+                for i in range(len(batch)):
+                    _multispectral(values[name], preds[name][i], hr[i], scaling, metrics)
             if count <= figure_index < count + len(batch):
                 i = figure_index - count
                 crops = _crops(hr_rgb[i], {n: preds[n][i, rgb_idx] for n in names}, figure_crop)
@@ -502,6 +517,38 @@ def score_samples(samples: Iterable[Sample], methods: Sequence[Method], metrics:
                                 dnames, degs, strict=True)},
                                 "degradation_seed": seed} if tagged else {})},
                       figure_crops=crops)
+
+
+def samples_have_preds(samples: Iterable[Sample]) -> bool:
+    """Whether samples carry given predictions (pair mode); looks at a list's first only."""
+    return isinstance(samples, list) and bool(samples) and samples[0].preds is not None
+
+
+def _multispectral(values: dict[str, list[float]], pred: np.ndarray, ref: np.ndarray,
+                   scaling: BandScaling, metrics: Sequence[str]) -> None:
+    """Per-band PSNR (unit scale, every band) and SAM (raster units) of one image."""
+    if any(k.startswith("psnr-b") for k in metrics):
+        for b, v in enumerate(band_psnr(pred, ref)):
+            values[f"psnr-b{b + 1}"].append(v)
+    if "sam" in values:
+        values["sam"].append(spectral_angle(scaling.from_unit(pred).astype(np.float64),
+                                            scaling.from_unit(ref).astype(np.float64)))
+
+
+def _consistency(sr: np.ndarray, lr: np.ndarray, deg: Degradation, seed: int,
+                 first: int) -> list[float]:
+    """Consistency of each SR image of a batch: degraded back with the very draws that made
+    its LR (so added noise cancels), against that LR."""
+    import torch
+
+    out = []
+    for i in range(len(sr)):
+        def back(x: np.ndarray, i: int = i) -> np.ndarray:
+            t = deg(torch.from_numpy(x)[None], np.random.default_rng([seed, first + i]))
+            return np.asarray(t.clamp(-1.0, 1.0)[0].numpy())
+
+        out.append(consistency(sr[i], lr[i], back))
+    return out
 
 
 def _crops(hr: np.ndarray, preds: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
