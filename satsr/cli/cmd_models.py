@@ -43,6 +43,12 @@ def command(
         summary = m.summary()
         if summary:
             out.print(f"[bold]{m.name}[/bold]: {summary}", highlight=False)
+    from satsr.inference.choice import TABLE, read_table
+
+    out.print(f"without --model, upscale takes the first row that fits ({TABLE.name}):",
+              highlight=False)
+    for i, r in enumerate(read_table(), 1):
+        out.print(f"  {i}. {r.model}: {r.describe()}", highlight=False, soft_wrap=True)
 
 
 #: (column header, key of _row) of the models table.

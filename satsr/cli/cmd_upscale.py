@@ -18,7 +18,7 @@ from satsr.cli.options import (
     overwrite_option,
     parse_creation_options,
 )
-from satsr.errors import SatsrError, UpscaleWarning, showing_warnings
+from satsr.errors import SatsrError, UpscaleWarning, printable, showing_warnings
 
 # Deferred imports: torch, rasterio and rich (and the satsr modules that import them) are
 # imported inside the command, so that `satsr --help` and every other verb start without
@@ -123,7 +123,8 @@ def command(
     from rich.console import Console
 
     from satsr.data.raster import check_output, parse_bands
-    from satsr.inference.engine import load_engine
+    from satsr.inference.choice import choose_model
+    from satsr.inference.engine import Engine, load_engine
     from satsr.inference.writer import upscale_raster
 
     _check_values(tile, overlap, batch_size, bands, scale)
@@ -141,15 +142,33 @@ def command(
     else:
         targets = [out / files[0].name if out.is_dir() else out]
         check_output(targets[0], overwrite, source=files[0])
-    engine = load_engine(model, method, scale, device)
-    _check_tiling(engine.device.type, tile, overlap)
+    engines: dict[str, Engine] = {}
+
+    def engine_for(src: Path) -> Engine:
+        """The given model or method; else the bundled model the choice table gives `src`
+        (said in one line)."""
+        key = "given"
+        path: Path | None = model
+        if model is None and method is None:
+            choice = choose_model(src, band_list)
+            print(f"satsr: {printable(src.name)}: using {choice.model}: {choice.reason}",
+                  file=sys.stderr)
+            key, path = choice.model, choice.path
+        if key not in engines:
+            engines[key] = load_engine(path, method, scale, device)
+            _check_tiling(engines[key].device.type, tile, overlap)
+        return engines[key]
+
+    if model is not None or method is not None:
+        engine_for(files[0])  # a bad model or method fails before any work
     err = Console(stderr=True)
     failed = 0
     with showing_warnings(UpscaleWarning,
                           lambda msg: print(f"satsr: warning: {msg}", file=sys.stderr)):
         for src, dst in zip(files, targets, strict=True):
             try:
-                result = upscale_raster(src, dst, engine, bands=band_list, nodata=nodata,
+                result = upscale_raster(src, dst, engine_for(src), bands=band_list,
+                                        nodata=nodata,
                                         tile=tile, overlap=overlap, batch_size=batch_size,
                                         cog=cog, creation_options=creation,
                                         overwrite=overwrite, progress=err.is_terminal,
