@@ -116,3 +116,49 @@ def test_training_on_band_samples_makes_a_band_by_band_model(shared: Path,
     with (tmp_path / "run" / "val.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert rows and all(r["vgg-l"] and r["alex-l"] for r in rows)  # grey LPIPS of one band
+
+
+def test_constant_and_all_nodata_bands_are_handled(model: Path, shared: Path, tmp_path: Path,
+                                                   capsys) -> None:
+    src = _stack(shared, 3, "uint16", tmp_path / "in.tif")
+    with rasterio.open(src) as ds:
+        data, profile = ds.read(), ds.profile
+    data[1] = 777  # a constant band
+    data[2] = 0  # a band holding only nodata
+    data[0][data[0] == 0] = 1
+    odd = tmp_path / "odd.tif"
+    with rasterio.open(odd, "w", **(profile | {"nodata": 0})) as ds:
+        ds.write(data)
+    code, _, err = run_cli(["upscale", str(odd), "-o", str(tmp_path / "o.tif"), "-m",
+                            str(model), "--overlap", "16"], capsys)
+    assert code == 0, err
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        out = ds.read()
+    assert np.all(np.abs(out[1].astype(np.int64) - 777) <= 1)
+    assert np.all(out[2] == 0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_infinite_values_are_one_line_and_float64_works(model: Path, shared: Path,
+                                                        tmp_path: Path, capsys,
+                                                        dtype: str) -> None:
+    src = _stack(shared, 3, "float32", tmp_path / "in.tif")
+    with rasterio.open(src) as ds:
+        data, profile = ds.read().astype(dtype), ds.profile | {"dtype": dtype}
+    ok = tmp_path / "ok.tif"
+    with rasterio.open(ok, "w", **profile) as ds:
+        ds.write(data)
+    code, _, err = run_cli(["upscale", str(ok), "-o", str(tmp_path / "ok4.tif"), "-m",
+                            str(model), "--overlap", "16"], capsys)
+    assert code == 0, err
+    with rasterio.open(tmp_path / "ok4.tif") as ds:
+        assert ds.dtypes[0] == dtype
+    data[0, 5, 5] = np.inf  # NaN is nodata; inf is not a value
+    bad = tmp_path / "bad.tif"
+    with rasterio.open(bad, "w", **profile) as ds:
+        ds.write(data)
+    code, _, err = run_cli(["upscale", str(bad), "-o", str(tmp_path / "o.tif"), "-m",
+                            str(model), "--overlap", "16"], capsys)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("satsr: error:"), err
+    assert "non-finite" in lines[0] and not (tmp_path / "o.tif").exists()

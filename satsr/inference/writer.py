@@ -217,6 +217,7 @@ class _Plan:
     fill: float  # value of masked output pixels
     nudge: tuple[Any, Any] | None  # (nodata, replacement) for valid pixels equal to nodata
     tags: dict[str, str] = field(default_factory=dict)  # e.g. the input-measured scaling
+    empty: tuple[int, ...] = ()  # 0-based bands holding no valid pixel: written as nodata
 
 
 def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | None,
@@ -239,6 +240,7 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
         raise SatsrError(f"scaling must be {', '.join(SCALING_MODES)}, not {scaling_mode!r}",
                          option="scaling")
     tags: dict[str, str] = {}
+    empty: tuple[int, ...] = ()
     if engine.bandwise and scaling_mode == "model":
         raise SatsrError("a band-by-band model has no band scaling of its own: it measures "
                          "each band on the input (scaling input or auto)", option="scaling")
@@ -254,7 +256,7 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
         scaling = engine.scaling
     else:
         est = estimate_scaling(ds, sel, src, nodata)
-        scaling, tags = est.scaling, est.tags()
+        scaling, tags, empty = est.scaling, est.tags(), tuple(est.empty)
     alpha = [b for b in alpha_bands(ds) if b not in sel]
     declared = ds.nodatavals[sel[0] - 1]
     nodata_out = declared if declared is not None else nodata
@@ -298,7 +300,7 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
             nudge = (nd, dt.type(bump))
     return _Plan(sel, alpha, dtype, scaling, nodata if declared is None else None, nodata_out,
                  write_mask, driver, georef, keep_transform and driver == "GTiff", bf16,
-                 fill, nudge, tags)
+                 fill, nudge, tags, empty)
 
 
 def _profile(ds: Any, plan: _Plan, s: int, stage_only: bool,
@@ -373,6 +375,8 @@ def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: 
             nd, bump = plan.nudge
             vals[(vals == nd) & ok[None]] = bump
         vals[:, ~ok] = plan.fill
+        for b in plan.empty:  # a band with no data at all stays nodata (fill) everywhere
+            vals[b] = plan.fill
         out.write(vals, indexes=out_idx, window=owin)
         if plan.alpha:
             a = read_window(ds, plan.alpha, lwin)
