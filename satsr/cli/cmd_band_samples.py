@@ -20,9 +20,11 @@ def command(
                              help="Output dataset folder of single-band float32 chips."),
     overwrite: bool = overwrite_option(),
 ) -> None:
-    """Turn every band of every chip into a single-band sample in unit range, each band
-    scaled by its range measured on its source raster (as `upscale --scaling input` does):
-    the training data of a band-by-band model that serves any sensor."""
+    """Make single-band training data for a band-by-band model from make-dataset folders.
+
+    Every band of every chip becomes one float32 sample in unit range, scaled by the range
+    measured on its source raster, as `upscale --scaling input` measures a user's raster.
+    """
     from rich.console import Console
 
     from satsr.data.bandsamples import band_samples
