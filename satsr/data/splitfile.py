@@ -31,6 +31,7 @@ import numpy as np
 import rasterio
 
 from satsr.data.index import SPLITS
+from satsr.data.raster import gdal_env, open_raster
 from satsr.data.sampling import Block, axis_cuts, parse_split
 from satsr.errors import SatsrError
 
@@ -169,7 +170,7 @@ def plan_split(paths: Sequence[str | Path], block: int, fractions: Sequence[floa
     if len(set(names)) != len(names):
         raise SatsrError("two sources share a file name; a split file matches sources by name")
     for i, p in enumerate(paths):
-        with rasterio.open(p) as ds:
+        with gdal_env(), open_raster(p) as ds:
             cells = [(c, r, w, h) for r, h in axis_cuts(ds.height, block)
                      for c, w in axis_cuts(ds.width, block)]
             rng = np.random.default_rng([seed, i])
