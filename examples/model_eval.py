@@ -1,0 +1,353 @@
+"""Per-source, per-degradation scores of satsr models against bicubic (issues 11, 12, 13).
+
+    # 8-bit RGB models on a make-dataset folder (its val or test split)
+    python examples/model_eval.py rgb DATASET --model new=PATH [--model old=PATH] \\
+        --split test --cap 24 --json OUT.json [--md OUT.md]
+    # a band-by-band model on the per-source datasets of `satsr band-samples`
+    python examples/model_eval.py ms BANDS_DATASET --model ms=PATH --split test --json OUT.json
+
+Every source counts the same (the mean over sources of each source's mean over its chips, at
+most --cap chips per source, evenly spaced through its split). NEON tiles count by site. The
+LR of each chip is made by each degradation family of `satsr eval --degradation families`
+(or, with `--degradations outside|all`, the OUTSIDE pipelines: parameters beyond the
+training preset's ranges), with draws per chip from --seed, so every method sees the very
+same LR.
+
+Extra checks written to the JSON:
+- `periodic`: the SR spectrum's energy at the period-2 and period-4 lattice frequencies of a
+  x4 upsampler, over HR's at the same frequencies (Hann-windowed luminance, mean over chips):
+  a checkerboard shows as a ratio well above 1.
+- `ms` only, `saturation`: on chips whose LR holds values above the training range (p99.9),
+  per band |max(SR) - max(LR)| / (p99.9 - p0.1), the SR made by `forward_unclipped` on the
+  unclipped LR (what `satsr upscale` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from satsr.data.degrade import EVAL_FAMILIES, Degradation
+from satsr.data.index import Chip, DatasetIndex
+from satsr.data.scaling import BandScaling
+from satsr.evaluation import scoring as ev
+
+SCALE = 4
+BICUBIC = Degradation.resolve("bicubic", SCALE)
+NEON_SITE = re.compile(r"^(?P<site>[A-Z]{4})_\d+$")
+
+#: Pipelines whose parameters lie outside the `realistic` preset's ranges (JPEG 30-95, MTF
+#: 0.15-0.7, read noise <= 1.5 %, shot <= 2.5 %, reprojection ratios 0.625-1.5).
+OUTSIDE: dict[str, dict[str, Any]] = {
+    "jpeg-q10-25": {"steps": [{"downscale": {"method": "bicubic"}},
+                              {"jpeg": {"quality": [10, 25]}}]},
+    "blur-mtf0.1": {"steps": [{"blur": {"mtf": [0.08, 0.12]}},
+                              {"downscale": {"method": "area"}}]},
+    "noise-3%": {"steps": [{"downscale": {"method": "bicubic"}},
+                           {"noise": {"read": [0.025, 0.035]}}]},
+    "nearest-reproject-1.6-1.9": {
+        "steps": [{"downscale": {"method": "nearest", "ratio": [1.6, 1.9]}},
+                  {"resize": {"method": "nearest"}}]},
+}
+
+
+def group_of(source: str) -> str:
+    """The source a chip counts for: the raster's stem, NEON tiles by site."""
+    stem = Path(source).stem.replace("_without_demo", "")
+    m = NEON_SITE.match(stem)
+    return f"neon-{m['site']}" if m else stem
+
+
+def pick(chips: Sequence[Chip], cap: int) -> list[Chip]:
+    """At most `cap` chips, evenly spaced through the list (deterministic)."""
+    if len(chips) <= cap:
+        return list(chips)
+    return [chips[int(i * len(chips) / cap)] for i in range(cap)]
+
+
+def read_chip(chip: Chip) -> np.ndarray:
+    from satsr.data.raster import open_raster, read_window
+
+    with open_raster(chip.path) as ds:
+        return read_window(ds, None, None, chip.path)
+
+
+def degradations(which: str) -> list[Degradation]:
+    """`families` (satsr eval's), `outside` (OUTSIDE) or `all`."""
+    degs = []
+    if which in ("families", "all"):
+        degs += [Degradation.resolve(f, SCALE) for f in EVAL_FAMILIES]
+    if which in ("outside", "all"):
+        degs += [Degradation.from_dict(d, SCALE, source=f"outside '{k}'", name=k)
+                 for k, d in OUTSIDE.items()]
+    return degs
+
+
+def _split_row(row: str) -> tuple[str, str]:
+    m = re.match(r"^(?P<method>.*) \[(?P<deg>[^\]]+)\]$", row)
+    return (m["method"], m["deg"]) if m else (row, "bicubic")
+
+
+def score_group(samples: list[ev.Sample], methods: list[ev.Method], metrics: list[str],
+                scaling: BandScaling, rgb: Sequence[int], degs: list[Degradation],
+                seed: int) -> dict[str, dict[str, dict[str, float]]]:
+    """{degradation: {method: {metric: mean over the samples}}}."""
+    res = ev.score_samples(samples, methods, metrics, scaling, SCALE, rgb, progress=False,
+                           degradations=degs, seed=seed, total=len(samples))
+    out: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
+    for row in res.methods:
+        method, deg = _split_row(row)
+        out[deg][method] = {k: float(np.mean(v)) for k, v in res.values[row].items()}
+    return dict(out)
+
+
+# ------------------------------------------------------------------ periodic artefacts
+
+
+def _lattice_energy(grey: np.ndarray) -> tuple[float, float]:
+    """Mean |FFT| of a Hann-windowed image at the period-2 and period-4 lattice frequencies."""
+    h, w = grey.shape
+    win = np.outer(np.hanning(h), np.hanning(w))
+    f = np.abs(np.fft.fft2((grey - grey.mean()) * win))
+    p2 = [(0, w // 2), (h // 2, 0), (h // 2, w // 2)]
+    p4 = [(a * h // 4, b * w // 4) for a in range(4) for b in range(4)
+          if (a, b) != (0, 0) and not (a % 2 == 0 and b % 2 == 0)]
+    return float(np.mean([f[p] for p in p2])), float(np.mean([f[p] for p in p4]))
+
+
+def periodic(samples: list[ev.Sample], methods: list[ev.Method], rgb: Sequence[int],
+             deg: Degradation, seed: int) -> dict[str, dict[str, float]]:
+    """Per method: (mean over chips of SR lattice energy) / (the same for HR)."""
+    sums: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(2))
+    for i, s in enumerate(samples):
+        hr = torch.from_numpy(s.hr[None].astype(np.float32))
+        lr = deg(hr, np.random.default_rng([seed, i])).clamp(-1.0, 1.0)
+        sums["HR"] += _lattice_energy(s.hr[list(rgb)].mean(0))
+        for m in methods:
+            sr = m.run(lr).float().numpy()[0]
+            sums[m.name] += _lattice_energy(sr[list(rgb)].mean(0))
+    return {m.name: {"period2": float(sums[m.name][0] / sums["HR"][0]),
+                     "period4": float(sums[m.name][1] / sums["HR"][1])} for m in methods}
+
+
+# ------------------------------------------------------------------------ RGB datasets
+
+
+def eval_rgb(dataset: Path, models: dict[str, Path], split: str, cap: int, seed: int,
+             which: str, metrics: list[str]) -> dict[str, Any]:
+    index = DatasetIndex.read(dataset)
+    scaling = index.scaling
+    chips = index.split(split)
+    if not chips:
+        raise SystemExit(f"{dataset} has no {split} chips")
+    groups: dict[str, list[Chip]] = defaultdict(list)
+    for c in chips:
+        groups[group_of(c.source)].append(c)
+    methods = [ev.model_method(p, scaling, SCALE, name=n) for n, p in models.items()]
+    methods.append(ev.classical_method("bicubic", SCALE))
+    degs = degradations(which)
+    per_source: dict[str, Any] = {}
+    per_periodic: dict[str, Any] = {}
+    for g in sorted(groups):
+        sel = pick(groups[g], cap)
+        samples = [ev.Sample(c.path.name, scaling.to_unit(read_chip(c))) for c in sel]
+        t0 = time.time()
+        per_source[g] = {"chips": len(samples),
+                         "scores": score_group(samples, methods, metrics, scaling, [0, 1, 2],
+                                               degs, seed)}
+        per_periodic[g] = periodic(samples, methods, [0, 1, 2], BICUBIC,
+                                   seed)
+        print(f"{g}: {len(samples)} chips, {time.time() - t0:.0f} s", file=sys.stderr)
+    return _finish(per_source, per_periodic, [m.name for m in methods], degs, metrics,
+                   {"dataset": str(dataset), "split": split, "cap": cap, "seed": seed,
+                    "models": {n: str(p) for n, p in models.items()}})
+
+
+# --------------------------------------------------------------- band-by-band datasets
+
+
+def bandwise_method(path: Path, name: str) -> tuple[ev.Method, Any]:
+    """A 1-band model run on every band of (B, C, h, w) unit tensors (band by band)."""
+    from satsr.inference.modelfile import load_model
+
+    gen, meta = load_model(path, "cpu")
+    if int(meta["arch"]["bands"]) != 1:
+        raise SystemExit(f"{path}: not a single-band (band-by-band) model")
+
+    def run(lr: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = lr.shape
+        with torch.inference_mode():
+            y = gen(lr.reshape(b * c, 1, h, w).float())
+        return y.reshape(b, c, h * SCALE, w * SCALE)
+
+    return ev.Method(name, run, str(path)), gen
+
+
+def eval_ms(bands_dataset: Path, models: dict[str, Path], split: str, cap: int, seed: int,
+            which: str, metrics: list[str]) -> dict[str, Any]:
+    """Each per-source dataset the band-samples folder was made from, in the unit space of
+    the per-source band ranges it measured (what the model was trained in and what
+    `satsr upscale --scaling auto` estimates from a raster)."""
+    import rasterio
+
+    from satsr.data.bands import band_names, rgb_bands
+
+    meta = DatasetIndex.read(bands_dataset).meta["band_samples"]
+    ranges: dict[str, list[list[float]]] = meta["ranges"]
+    built = {n: bandwise_method(p, n) for n, p in models.items()}
+    methods = [m for m, _ in built.values()] + [ev.classical_method("bicubic", SCALE)]
+    degs = degradations(which)
+    per_source: dict[str, Any] = {}
+    per_periodic: dict[str, Any] = {}
+    saturation: dict[str, Any] = {}
+    for folder in meta["from"]:
+        index = DatasetIndex.read(folder)
+        chips = index.split(split)
+        if not chips:
+            print(f"{folder}: no {split} chips, skipped", file=sys.stderr)
+            continue
+        src = chips[0].source
+        lo, hi = zip(*ranges[src], strict=True)
+        scaling = BandScaling("float32", tuple(lo), tuple(hi))
+        with rasterio.open(src) as ds:
+            names = band_names(ds)
+        sel_bands = [int(b) for b in index.meta["bands"]]
+        rgb = rgb_bands(names, sel_bands) or [0, 0, 0]
+        sel = pick(chips, cap)
+        raw = [read_chip(c).astype(np.float64) for c in sel]
+        samples = [ev.Sample(c.path.name, scaling.to_unit(r)) for c, r in zip(sel, raw,
+                                                                                strict=True)]
+        g = group_of(src)
+        t0 = time.time()
+        per_source[g] = {"chips": len(samples), "bands": len(lo),
+                         "band_names": [names[b - 1] for b in sel_bands], "rgb": rgb,
+                         "scores": score_group(samples, methods, metrics, scaling, rgb, degs,
+                                               seed)}
+        per_periodic[g] = periodic(samples, methods, rgb, BICUBIC, seed)
+        saturation[g] = {n: _saturation([scaling.to_unit(r, clip=False) for r in raw], gen)
+                         for n, (_, gen) in built.items()}
+        print(f"{g}: {len(samples)} chips, {time.time() - t0:.0f} s", file=sys.stderr)
+    out = _finish(per_source, per_periodic, [m.name for m in methods], degs, metrics,
+                  {"bands_dataset": str(bands_dataset), "split": split, "cap": cap,
+                   "seed": seed, "models": {n: str(p) for n, p in models.items()}})
+    out["saturation"] = saturation
+    return out
+
+
+def _saturation(units: list[np.ndarray], gen: Any) -> dict[str, Any]:
+    """|max(SR) - max(LR)| per band in units of the band's range (p99.9 - p0.1), on chips
+    whose bicubic LR exceeds the range; SR by forward_unclipped on the unclipped LR."""
+    from satsr.data.degrade import downscale
+
+    worst, count, over = 0.0, 0, 0
+    for u in units:
+        lr = downscale(torch.from_numpy(u[None].astype(np.float32)), SCALE)[0]
+        for b in range(lr.shape[0]):
+            if float(lr[b].max()) <= 1.0:
+                continue
+            with torch.inference_mode():
+                sr = gen.forward_unclipped(lr[b][None, None])[0, 0]
+            err = abs(float(sr.max()) - float(lr[b].max())) / 2.0  # unit range spans 2
+            worst, count = max(worst, err), count + 1
+            over += err > 0.02
+    return {"band_chips_above_range": count, "worst": worst, "over_0.02": over}
+
+
+# ---------------------------------------------------------------------------- summary
+
+
+def _finish(per_source: dict[str, Any], per_periodic: dict[str, Any], methods: list[str],
+            degs: list[Degradation], metrics: list[str], info: dict[str, Any]) -> dict[str, Any]:
+    """Equal-weight means over sources, and the sources where a model loses to bicubic."""
+    dnames = ev.unique_names([d.name for d in degs])
+    mean: dict[str, dict[str, dict[str, float]]] = {}
+    for d in dnames:
+        mean[d] = {}
+        for m in methods:
+            keys = per_source[next(iter(per_source))]["scores"][d][m].keys()
+            mean[d][m] = {k: float(np.mean([s["scores"][d][m][k] for s in per_source.values()]))
+                          for k in keys}
+    worse: dict[str, dict[str, list[str]]] = {}
+    for d in dnames:
+        worse[d] = {}
+        for m in methods[:-1]:
+            worse[d][m] = [g for g, s in per_source.items()
+                           if "vgg-l" in s["scores"][d][m]
+                           and s["scores"][d][m]["vgg-l"] > s["scores"][d]["bicubic"]["vgg-l"]]
+    per_method_periodic = {m: {p: float(np.mean([v[m][p] for v in per_periodic.values()]))
+                               for p in ("period2", "period4")} for m in methods}
+    return {"info": {**info, "degradations": {n: d.to_dict() for n, d in zip(
+                dnames, degs, strict=True)}, "metrics": metrics},
+            "mean": mean, "worse_than_bicubic_vgg-l": worse,
+            "periodic": per_method_periodic, "periodic_per_source": per_periodic,
+            "per_source": per_source}
+
+
+def markdown(result: dict[str, Any], baseline: str = "bicubic") -> str:
+    """One table: rows = degradation x model; vgg-l, alex-l, PSNR and their change."""
+    mean = result["mean"]
+    lines = ["| LR made by | model | vgg-l | Δ vgg-l | alex-l | Δ alex-l | PSNR | Δ PSNR "
+             "| sources worse on vgg-l |", "|---|---|---|---|---|---|---|---|---|"]
+    for d, rows in mean.items():
+        b = rows[baseline]
+        lines.append(f"| {d} | {baseline} | {b['vgg-l']:.4f} | | {b['alex-l']:.4f} | | "
+                     f"{b['psnr']:.2f} | | |")
+        for m, v in rows.items():
+            if m == baseline:
+                continue
+            worse = result["worse_than_bicubic_vgg-l"][d][m]
+            lines.append(
+                f"| {d} | {m} | {v['vgg-l']:.4f} | {100 * (v['vgg-l'] / b['vgg-l'] - 1):+.1f} % "
+                f"| {v['alex-l']:.4f} | {100 * (v['alex-l'] / b['alex-l'] - 1):+.1f} % | "
+                f"{v['psnr']:.2f} | {v['psnr'] - b['psnr']:+.2f} dB | "
+                f"{', '.join(worse) if worse else 'none'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("kind", choices=["rgb", "ms"])
+    ap.add_argument("dataset", type=Path)
+    ap.add_argument("--model", action="append", required=True, help="NAME=PATH (repeatable)")
+    ap.add_argument("--split", default="test", choices=["val", "test"])
+    ap.add_argument("--cap", type=int, default=24, help="Chips per source at most.")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--degradations", default="families",
+                    choices=["families", "outside", "all"],
+                    help="satsr eval's families, the OUTSIDE pipelines, or both.")
+    ap.add_argument("--json", type=Path, required=True)
+    ap.add_argument("--md", type=Path)
+    a = ap.parse_args(argv)
+    models = {}
+    for spec in a.model:
+        name, _, path = spec.partition("=")
+        if not path:
+            ap.error(f"--model wants NAME=PATH, got {spec!r}")
+        models[name] = Path(path)
+    if a.kind == "rgb":
+        res = eval_rgb(a.dataset, models, a.split, a.cap, a.seed, a.degradations,
+                       ["psnr", "alex-l", "vgg-l"])
+    else:
+        res = eval_ms(a.dataset, models, a.split, a.cap, a.seed, a.degradations,
+                      ["psnr", "band-psnr", "sam", "consistency", "alex-l", "vgg-l"])
+    a.json.parent.mkdir(parents=True, exist_ok=True)
+    a.json.write_text(json.dumps(res, indent=1) + "\n")
+    table = markdown(res)
+    if a.md:
+        a.md.write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
