@@ -1,0 +1,73 @@
+"""The helpers the bundled-model scripts rely on: round choice, source grouping, the
+periodic-artefact measure of examples/model_eval.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+import bundled_models  # noqa: E402
+import model_eval  # noqa: E402
+
+
+def _run_dir(tmp_path: Path, rows: list[tuple[int, float, float]], snaps: list[int]) -> Path:
+    d = tmp_path / "run"
+    (d / "snapshots").mkdir(parents=True)
+    lines = ["iteration,psnr,l2,alex-l,vgg-l,pe-l"]
+    lines += [f"{it},{psnr},0.01,{pe},{pe},{pe}" for it, psnr, pe in rows]
+    (d / "val.csv").write_text("\n".join(lines) + "\n")
+    (d / "val_bicubic.json").write_text(json.dumps({"psnr": 26.0, "pe-l": 0.5}))
+    for it in snaps:
+        (d / "snapshots" / f"ckpt-{it}.pt").write_bytes(b"")
+    return d
+
+
+def test_choose_round_lowest_criterion_within_the_floor_with_a_snapshot(tmp_path: Path
+                                                                        ) -> None:
+    d = _run_dir(tmp_path, [(0, 26.0, 0.50), (250, 25.9, 0.45), (500, 25.5, 0.30),
+                            (750, 25.8, 0.40), (1000, 25.95, 0.35)], [250, 500, 750])
+    # 500 is best but 0.5 dB below bicubic; 1000 is within the floor but has no snapshot
+    assert bundled_models.choose_round(d, "pe-l", 0.3)["iteration"] == 750
+    assert bundled_models.choose_round(d, "pe-l", 1.0)["iteration"] == 500
+    with pytest.raises(SystemExit, match="no validation round"):
+        bundled_models.choose_round(d, "pe-l", 0.05)  # round 0 never counts
+
+
+def test_source_groups() -> None:
+    assert model_eval.group_of("/x/neon/HARV_016.tif") == "neon-HARV"
+    assert model_eval.group_of("/w/src/manila_aerial_0.1m_without_demo.tif") == \
+        "manila_aerial_0.1m"
+    assert model_eval.group_of("landsat8_rgb_30m_uint16.tif") == "landsat8_rgb_30m_uint16"
+    chips = list(range(10))
+    assert model_eval.pick(chips, 4) == [0, 2, 5, 7] and model_eval.pick(chips, 20) == chips
+
+
+def test_periodic_measure_flags_a_checkerboard_and_not_bicubic(shared: Path) -> None:
+    import rasterio
+
+    from satsr.data.scaling import BandScaling
+    from satsr.evaluation.scoring import Method, Sample, classical_method
+
+    with rasterio.open(shared / "netherlands_aerial_0.25m.tif") as ds:
+        hr = BandScaling.for_uint8(3).to_unit(ds.read([1, 2, 3], window=((0, 128), (0, 128))))
+    bic = classical_method("bicubic", 4)
+    period4 = torch.tensor([1.0, -1.0, 1.0, -1.0])[:, None] * torch.tensor(
+        [1.0, 1.0, -1.0, -1.0])[None, :]
+    board = period4.repeat(32, 32) * 0.05
+
+    def checker(lr: torch.Tensor) -> torch.Tensor:
+        return bic.run(lr) + board
+
+    res = model_eval.periodic([Sample("a", hr)], [bic, Method("checker", checker)],
+                              [0, 1, 2], model_eval.BICUBIC, 0)
+    assert res["bicubic"]["period2"] < 1.5 and res["bicubic"]["period4"] < 1.5
+    assert res["checker"]["period2"] > 1.5 or res["checker"]["period4"] > 1.5
+    assert np.isfinite([v for r in res.values() for v in r.values()]).all()
