@@ -111,7 +111,7 @@ RECIPES = {
 }
 
 #: The sweep that chose the recipe of `satsr-aerial-x4` (issue 13): up to three configurations
-#: of 1250 iterations (the issue's ~1500, cut to fit this session's CPU time), compared on
+#: of 1000 iterations (the issue asks ~1500: cut to fit this session's CPU time), compared on
 #: the validation split (val pe-l and PSNR, never test). HR crops of 64 px (LR 16 px) to fit
 #: the 2-core CPU: a step costs ~0.45x one at 96 px.
 _AERIAL = ["--variant", "adv+rec", "--upsample", "nearest", "--degradation", "realistic",
@@ -120,16 +120,16 @@ _AERIAL = ["--variant", "adv+rec", "--upsample", "nearest", "--degradation", "re
            "--log-every", "50", "--seed", "0"]
 SWEEP = {
     # the paper's generator target (no residual) and lambda2
-    "aerial-s1": Recipe("aerial", [*_AERIAL, "--lambda2", "1e-3", "-n", "1250"],
+    "aerial-s1": Recipe("aerial", [*_AERIAL, "--lambda2", "1e-3", "-n", "1000"],
                         "sweep 1: adv+rec, lambda2 1e-3, plain generator",
                         floor_db=1.5, eval_dataset="aerial"),
     # the residual generator (starts as bicubic) at the paper's lambda2
-    "aerial-s2": Recipe("aerial", [*_AERIAL, "--lambda2", "1e-3", "--residual", "-n", "1250"],
+    "aerial-s2": Recipe("aerial", [*_AERIAL, "--lambda2", "1e-3", "--residual", "-n", "1000"],
                         "sweep 2: adv+rec, lambda2 1e-3, residual generator",
                         floor_db=1.5, eval_dataset="aerial"),
     # sweep 1 with an exponential moving average of the generator
     "aerial-s3": Recipe("aerial", [*_AERIAL, "--lambda2", "1e-3", "--ema", "0.999",
-                                   "-n", "1250"],
+                                   "-n", "1000"],
                         "sweep 3: adv+rec, lambda2 1e-3, plain generator, EMA 0.999",
                         floor_db=1.5, eval_dataset="aerial"),
 }
@@ -138,7 +138,7 @@ RECIPES["satsr-ms-x4"] = Recipe(
     "bands",
     ["--variant", "adv+rec", "--residual", "--upsample", "nearest", "--lambda2", "1e-4",
      "--degradation", "realistic", "--select", "pe-l", "--psnr-floor", "0",
-     "--hr-size", "96", "-b", "10", "-n", "1000", "--val-every", "250", "--val-chips", "48",
+     "--hr-size", "96", "-b", "10", "-n", "750", "--val-every", "250", "--val-chips", "48",
      "--checkpoint-every", "250", "--log-every", "50", "--seed", "0"],
     "the band-by-band model: any band count and dtype (5 m to 300 m sources)",
     floor_db=0.1, eval_kind="ms", eval_dataset="bands")
@@ -312,6 +312,7 @@ def step_export(name: str, work: Path, run_name: str | None, cap: int,
     path = save_model(MODELS_DIR / f"{name}.safetensors", gen, meta, half=True)
     print(f"wrote {path} (round {it}: {chosen})", flush=True)
 
+    write_test_chips(name, r, work)
     models = {name: path, **({"before": before} if before else {})}
     kind = model_eval.eval_ms if r.eval_kind == "ms" else model_eval.eval_rgb
     metrics = (["psnr", "band-psnr", "sam", "consistency", "alex-l", "vgg-l"]
@@ -324,6 +325,20 @@ def step_export(name: str, work: Path, run_name: str | None, cap: int,
                       "degradations": out["info"]["degradations"]}
     (MODELS_DIR / f"{name}.eval.json").write_text(json.dumps(res, indent=1) + "\n")
     write_card(name, r, meta, res, out, run_dir)
+
+
+def write_test_chips(name: str, r: Recipe, work: Path) -> None:
+    """NAME.test-chips.json: the test-split chips (source file name and window) the model
+    was scored on; tests/data/make_fixtures.py copies some of them for tests/test_bundled.py."""
+    from satsr.data.index import DatasetIndex
+    from satsr.inference.bundled import MODELS_DIR
+
+    folders = [work / "data" / r.eval_dataset]
+    if r.eval_kind == "ms":
+        folders = [Path(f) for f in DatasetIndex.read(folders[0]).meta["band_samples"]["from"]]
+    chips = [{"source": Path(c.source).name, "window": list(c.window)}
+             for f in folders for c in DatasetIndex.read(f).split("test")]
+    (MODELS_DIR / f"{name}.test-chips.json").write_text(json.dumps(chips) + "\n")
 
 
 def write_card(name: str, r: Recipe, meta: dict, res: dict, out: dict, run_dir: Path) -> None:

@@ -12,8 +12,9 @@ descriptions and dataset tags (not per-band statistics, which would be stale, no
 overviews or the source's internal tiling). Lossless crops
 hold the source's pixels exactly; the manila crop is JPEG like its source, re-encoded at the
 source's quality, so its pixels are the source's up to that re-encoding (the black corner
-stays exactly 0). The bundled model's test-split chips (tests/test_bundled.py) are copied
-pixel for pixel, each into its own small GeoTIFF.
+stays exactly 0). The bundled models' test-split chips (tests/test_bundled.py; the lists
+`satsr/assets/models/*.test-chips.json` written by examples/bundled_models.py export) are
+copied pixel for pixel with every band of their source, each into its own small GeoTIFF.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from rasterio.windows import Window
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 DEFAULT_SHARED = ROOT.parent / "shared" / "data"
-CHIP_LIST = ROOT / "satsr" / "assets" / "models" / "satsr-rgb-x4.test-chips.json"
+CHIP_LISTS = sorted((ROOT / "satsr" / "assets" / "models").glob("*.test-chips.json"))
 #: Test-split chips per source that tests/test_bundled.py reads (its `per_source`).
 CHIPS_PER_SOURCE = 4
 CHIP_DIR = "bundled_chips"
@@ -80,17 +81,22 @@ CROPS = [
 ]
 
 
-def bundled_chip_windows(per_source: int = CHIPS_PER_SOURCE) -> dict[str, list[list[int]]]:
-    """The test-split chips tests/test_bundled.py measures: every len // per_source-th window
-    of each source in the bundled model's chip list, at most `per_source` of them."""
-    by_source: dict[str, list[list[int]]] = {}
-    for c in json.loads(CHIP_LIST.read_text()):
-        by_source.setdefault(c["source"], []).append(c["window"])
-    out = {}
-    for name, windows in sorted(by_source.items()):
-        step = max(1, len(windows) // per_source)
-        out[name] = windows[::step][:per_source]
-    return out
+def bundled_chip_windows(per_source: int = CHIPS_PER_SOURCE,
+                         lists: list[Path] | None = None) -> dict[str, list[list[int]]]:
+    """The test-split chips tests/test_bundled.py measures: of each chip list, every
+    len // per_source-th window of each source, at most `per_source` of them (a window two
+    lists share is one fixture)."""
+    out: dict[str, list[list[int]]] = {}
+    for chip_list in CHIP_LISTS if lists is None else lists:
+        by_source: dict[str, list[list[int]]] = {}
+        for c in json.loads(chip_list.read_text()):
+            by_source.setdefault(c["source"], []).append(c["window"])
+        for name, windows in sorted(by_source.items()):
+            step = max(1, len(windows) // per_source)
+            for w in windows[::step][:per_source]:
+                if w not in out.setdefault(name, []):
+                    out[name].append(w)
+    return dict(sorted(out.items()))
 
 
 def chip_name(source: str, window: list[int]) -> str:
@@ -145,8 +151,7 @@ def build(shared: Path, out: Path) -> list[str]:
     for source, windows in bundled_chip_windows().items():
         for w in windows:
             name = chip_name(source, w)
-            write_window(source_path(shared, source), Window(*w), out / name, LOSSLESS,
-                         bands=[1, 2, 3])
+            write_window(source_path(shared, source), Window(*w), out / name, LOSSLESS)
             written.append(name)
     return written
 
