@@ -1,7 +1,7 @@
 """`satsr demo`: the bundled model on the bundled sample, end to end.
 
-1. `satsr upscale` of the sample GeoTIFF with the default model -> DIR/sample_x4.tif
-   (georeferenced: same CRS and footprint, 4x the pixels).
+1. `satsr upscale` of the sample GeoTIFF with the model the choice table gives it
+   -> DIR/sample_x4.tif (georeferenced: same CRS and footprint, 4x the pixels).
 2. `satsr eval` of the sample taken as HR (degraded by 4 with satsr.data.degrade, then brought
    back by nearest, bicubic and the model) -> DIR/eval.json, DIR/eval.csv and
    DIR/side_by_side.png (the same crop of HR, nearest, bicubic and satsr).
@@ -17,7 +17,7 @@ from satsr.data.raster import check_output
 from satsr.errors import SatsrError
 from satsr.evaluation import scoring as ev
 from satsr.evaluation.metrics import METRICS
-from satsr.inference.bundled import SAMPLE, default_model_path
+from satsr.inference.bundled import SAMPLE
 from satsr.inference.engine import load_engine
 from satsr.inference.modelfile import model_scaling, resolve_model_path
 from satsr.inference.writer import upscale_raster
@@ -48,7 +48,12 @@ def run_demo(out: str | Path, *, model: str | Path | None = None, sample: str | 
     sample = Path(sample) if sample is not None else SAMPLE
     if not sample.is_file():
         raise SatsrError(f"demo sample not found: {sample}")
-    model_path = resolve_model_path(model) if model is not None else default_model_path()
+    if model is not None:
+        model_path = resolve_model_path(model)
+    else:  # the bundled model the choice table gives the sample (as `satsr upscale` does)
+        from satsr.inference.choice import choose_model
+
+        model_path = choose_model(sample).path
     if out.exists() and not out.is_dir():
         raise SatsrError(f"output exists and is not a folder: {out}")
     targets = {name: out / name for name in OUTPUTS}

@@ -17,7 +17,7 @@ def command(
     out: Path = typer.Option(Path("satsr-demo"), "--out", "-o",
                              help="Folder for the demo's outputs."),
     model: Path | None = model_option("Model file, run folder or bundled model name (default: "
-                                      "the bundled satsr-rgb-x4)."),
+                                      "the bundled model `satsr models` gives the sample)."),
     device: str = device_option(),
     overwrite: bool = overwrite_option("Replace earlier demo outputs."),
 ) -> None:

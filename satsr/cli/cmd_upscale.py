@@ -87,8 +87,8 @@ def command(
     out: Path = typer.Option(..., "--out", "-o", show_default=False,
                              help="Output file (one input) or existing folder (several)."),
     model: Path | None = model_option("Model file, run folder from `satsr train`, or bundled "
-                                      "model name (default: the bundled satsr-rgb-x4; see "
-                                      "`satsr models`)."),
+                                      "model name (default: the bundled model the choice "
+                                      "table of `satsr models` gives the raster)."),
     method: str | None = typer.Option(None, "--method", show_default=False,
                                       help="Classical baseline instead of a model: bicubic or "
                                            "nearest."),

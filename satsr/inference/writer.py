@@ -145,7 +145,8 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
     """Super-resolve one raster into `dst` (see the module docstring); atomic write.
 
     `model` is a model file, a run folder, a bundled model's name or a loaded Engine
-    (default: the bundled default model); `method` (bicubic, nearest) and `scale` ask for a
+    (default: the bundled model the choice table gives this raster, as `satsr upscale`
+    without --model; see satsr.inference.choice); `method` (bicubic, nearest) and `scale` ask for a
     classical baseline instead, and `device` says where a model runs (see load_engine).
     The output keeps the CRS, the footprint (transform * Affine.scale(1 / scale)), the selected
     bands' order, dtype, descriptions and colour interpretation, and the nodata value, alpha
@@ -166,6 +167,10 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
                              option=("method", "scale"))
         engine = model
     else:
+        if model is None and method is None:
+            from satsr.inference.choice import choose_model
+
+            model = choose_model(src, bands).path
         engine = load_engine(model, method, scale, device)
     tile, batch_size = tile_sizes(engine, tile, overlap, batch_size)
     with gdal_env(), warnings.catch_warnings():
