@@ -133,7 +133,7 @@ SWEEP = {
     # 5.8 dB below bicubic's val PSNR at round 500 and was stopped there; sweep 2 won pe-l
     # but lost vgg-l to bicubic)
     "aerial-s3": Recipe("aerial", [*_AERIAL, "--lambda2", "3e-4", "--residual", "--ema",
-                                   "0.995", "-n", "1000"],
+                                   "0.995", "-n", "750"],
                         "sweep 3: adv+rec, lambda2 3e-4, residual generator, EMA 0.995",
                         floor_db=1.5, eval_dataset="aerial"),
 }
