@@ -108,11 +108,21 @@ def _flip_every(path: Path, dst: Path, step: int = 997) -> Path:
 
 
 def test_non_finite_output_stops_the_run_before_anything_is_published(rgb, tmp_path, capsys):
-    # the bundled model with every 997th weight byte flipped: all weights stay finite, but
-    # its output is not (the run used to write an all-zero raster and leak a RuntimeWarning)
+    # the bundled model with two weights of its first two convolutions set to 1e30: every
+    # weight is finite, but the output overflows (the run used to write an all-zero raster
+    # and leak a RuntimeWarning)
+    import torch
+
+    from satsr.inference.modelfile import save_model
+
     bundled = bundled_model("satsr-rgb-x4")
     assert bundled is not None
-    damaged = _flip_every(bundled.path, tmp_path / "flipped.safetensors")
+    gen, meta = load_model(bundled.path)
+    convs = [m for m in gen.modules() if isinstance(m, torch.nn.Conv2d)][:2]
+    with torch.no_grad():
+        for conv in convs:
+            conv.weight.fill_(1e30)
+    damaged = save_model(tmp_path / "huge.safetensors", gen, meta)
     gen, _ = load_model(damaged)  # finite weights: it loads
     out = tmp_path / "o.tif"
     out.write_bytes(b"keep me")

@@ -36,7 +36,7 @@ ROOT = HERE.parents[1]
 DEFAULT_SHARED = ROOT.parent / "shared" / "data"
 CHIP_LISTS = sorted((ROOT / "satsr" / "assets" / "models").glob("*.test-chips.json"))
 #: Test-split chips per source that tests/test_bundled.py reads (its `per_source`).
-CHIPS_PER_SOURCE = 4
+CHIPS_PER_SOURCE = 3
 CHIP_DIR = "bundled_chips"
 
 LOSSLESS = {"compress": "deflate", "predictor": 2, "zlevel": 9}
