@@ -73,8 +73,8 @@ def minimal_round(crops: torch.Tensor, cfg: TrainConfig, device: torch.device, w
     amp = device.type == "cuda" and cfg.amp
     cl = torch.channels_last if device.type == "cuda" and cfg.channels_last else \
         torch.contiguous_format
-    g = Generator(crops.shape[1], cfg.scale, cfg.n_blocks, cfg.features).to(device,
-                                                                             memory_format=cl)
+    g = Generator(crops.shape[1], cfg.scale, cfg.n_blocks, cfg.features, cfg.residual,
+                  cfg.upsample).to(device, memory_format=cl)
     nets = PhiNetworks(get_variant("adv+rec"), crops.shape[1]).to(device, memory_format=cl)
     trunk, head, dec = nets.trunk, nets.disc.head, nets.ae.decoder
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))

@@ -15,9 +15,9 @@ Steps of `run`, each reported as one JSON line and together in OUT/gpu_run.json:
 2. `satsr train` in the paper's setting: adv+rec, 5000 iterations, batch 10, HR 256, bf16
    autocast, Adam 2e-4, lambda2 1e-3, with the realistic degradation and pe-l selection;
    samples/s from its log;
-3. a bare loop over the same networks (hand-written Φ / G losses, random HR already on the
-   GPU, no data loading, no degradation, no logging) for `--bare-steps` steps: samples/s, and
-   the ratio satsr / bare;
+3. the minimal hand-written loop of benchmarks/train_step.py over the same networks and
+   losses (random HR crops, bicubic LR, no data loading, no logging): samples/s, and the
+   ratio satsr / bare;
 4. `examples/model_eval.py rgb` on the eval dataset's test split: the GPU model, the bundled
    `satsr-aerial-x4` and bicubic. Keep the GPU model (copy OUT/run/model.safetensors) only if
    it beats the bundled one on issue 13's targets.
@@ -65,62 +65,22 @@ def _train_seconds(run_dir: Path) -> tuple[int, float]:
     return int(last[0]), float(last[1])
 
 
-def bare_loop(device: str, steps: int, batch: int, hr: int, amp: bool) -> float:
-    """Samples/s of a minimal adv+rec loop over satsr's networks, losses written by hand."""
+def bare_loop(device: str, steps: int, batch: int, hr: int) -> float:
+    """Samples/s of benchmarks/train_step.py's minimal hand-written adv+rec loop over the same
+    networks and losses (bf16 and channels_last on CUDA), on random HR crops."""
     import torch
-    import torch.nn.functional as F
 
-    from satsr.nn.generator import Generator
-    from satsr.nn.phi import PhiNetworks, get_variant
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from train_step import minimal_round
 
-    torch.manual_seed(0)
-    dev = torch.device(device)
-    G = Generator(3, 4, 10, 64, False, "nearest").to(dev).to(memory_format=torch.channels_last)
-    phi = PhiNetworks(get_variant("adv+rec"), 3).to(dev).to(memory_format=torch.channels_last)
-    assert phi.disc is not None and phi.ae is not None
-    opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.9, 0.999))
-    opt_p = torch.optim.Adam(phi.parameters(), 2e-4, betas=(0.9, 0.999))
-    y = (torch.rand(batch, 3, hr, hr, device=dev) * 2 - 1).contiguous(
-        memory_format=torch.channels_last)
-    x = F.interpolate(y, scale_factor=0.25, mode="bicubic", antialias=True).clamp(-1, 1)
-    ctx = (torch.autocast("cuda", torch.bfloat16) if amp and dev.type == "cuda"
-           else torch.autocast("cpu", enabled=False))
-    bce = F.binary_cross_entropy_with_logits
+    from satsr.nn.device import resolve_device
+    from satsr.training.config import TrainConfig
 
-    def one() -> None:
-        with ctx:
-            fake = G(x)
-        opt_p.zero_grad(set_to_none=True)
-        with ctx:
-            zr, zf = phi.trunk(y), phi.trunk(fake.detach())
-            lr_, lf = phi.disc.head(zr), phi.disc.head(zf)
-            loss = (bce(lr_, torch.ones_like(lr_)) + bce(lf, torch.zeros_like(lf))
-                    + F.mse_loss(phi.ae.decoder(zr), y) + F.mse_loss(phi.ae.decoder(zf),
-                                                                     fake.detach()))
-        loss.backward()
-        opt_p.step()
-        phi.requires_grad_(False)
-        opt_g.zero_grad(set_to_none=True)
-        with ctx:
-            with torch.no_grad():
-                target = phi.trunk.features(y, 1)
-            logits = phi.disc(fake)
-            gl = F.mse_loss(phi.trunk.features(fake, 1), target) + 1e-3 * bce(
-                logits, torch.ones_like(logits))
-        gl.backward()
-        opt_g.step()
-        phi.requires_grad_(True)
-
-    for _ in range(max(2, steps // 10)):  # warm-up (cuDNN autotune, allocator)
-        one()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(steps):
-        one()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    return steps * batch / (time.perf_counter() - t)
+    cfg = TrainConfig(data="", out="", variant="adv+rec", hr_size=hr, batch_size=batch,
+                      upsample="nearest", device=device)
+    crops = torch.rand(4 * batch, 3, hr, hr, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    seconds = minimal_round(crops, cfg, resolve_device(device), max(2, steps // 10), steps)
+    return batch / seconds
 
 
 def step_run(a: argparse.Namespace) -> None:
@@ -156,7 +116,7 @@ def step_run(a: argparse.Namespace) -> None:
                            "val": (run_dir / "val.csv").read_text().strip().splitlines()},
             log)
 
-    bare_sps = bare_loop(a.device, bare, 10, hr, True)
+    bare_sps = bare_loop(a.device, bare, 10, hr)
     _report(out, "bare_loop", {"samples_per_s": round(bare_sps, 2),
                                "satsr_over_bare": round(done * 10 / secs / bare_sps, 3)}, log)
 

@@ -274,9 +274,10 @@ def _finish(per_source: dict[str, Any], per_periodic: dict[str, Any], methods: l
     for d in dnames:
         mean[d] = {}
         for m in methods:
-            keys = per_source[next(iter(per_source))]["scores"][d][m].keys()
+            # metrics every source has (per-band PSNR: sources differ in band count)
+            keys = set.intersection(*(set(v["scores"][d][m]) for v in per_source.values()))
             mean[d][m] = {k: float(np.mean([s["scores"][d][m][k] for s in per_source.values()]))
-                          for k in keys}
+                          for k in sorted(keys)}
     worse: dict[str, dict[str, list[str]]] = {}
     for d in dnames:
         worse[d] = {}

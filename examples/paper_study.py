@@ -100,10 +100,9 @@ def main() -> None:
 
 def _trained(run_dir: Path) -> int:
     """Iterations the run has done (its checkpoint's; the model file holds the kept round)."""
-    import torch
+    from satsr.training.rundir import load_checkpoint
 
-    ckpt = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
-    return int(ckpt["iteration"])
+    return int(load_checkpoint(run_dir / "checkpoint.pt")["iteration"])
 
 
 def paired(a: list[float], b: list[float]) -> dict[str, float]:
