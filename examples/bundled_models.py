@@ -200,12 +200,11 @@ def _option(args: list[str], *names: str) -> str:
 
 
 def _checkpoint_iteration(run_dir: Path) -> int:
-    import torch
+    from satsr.training.rundir import load_checkpoint
 
     if not (run_dir / "checkpoint.pt").is_file():
         return 0
-    ckpt = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
-    return int(ckpt["iteration"])
+    return int(load_checkpoint(run_dir / "checkpoint.pt")["iteration"])
 
 
 def step_train(name: str, work: Path, extra: list[str]) -> None:
@@ -280,10 +279,10 @@ def step_export(name: str, work: Path, run_name: str | None, cap: int,
                 before: Path | None) -> None:
     """The chosen round's generator as NAME.safetensors (fp16), its card and test eval."""
     import model_eval
-    import torch
 
     from satsr.inference.bundled import MODELS_DIR
     from satsr.inference.modelfile import load_model, save_model
+    from satsr.training.rundir import load_checkpoint
 
     run_name = run_name or name
     r = RECIPES[run_name]
@@ -291,8 +290,10 @@ def step_export(name: str, work: Path, run_name: str | None, cap: int,
     chosen = choose_round(run_dir, r.criterion, r.floor_db)
     it = int(chosen["iteration"])
     gen, meta = load_model(run_dir / "model.safetensors")
-    ckpt = torch.load(run_dir / "snapshots" / f"ckpt-{it}.pt", map_location="cpu",
-                      weights_only=False)
+    ckpt = load_checkpoint(run_dir / "snapshots" / f"ckpt-{it}.pt")
+    if int(ckpt["iteration"]) != it:  # a copy taken after training went on is not round it
+        raise SystemExit(f"{run_dir}/snapshots/ckpt-{it}.pt holds iteration "
+                         f"{ckpt['iteration']}, not round {it}")
     state = ckpt["ema"]["shadow"] if ckpt.get("ema") else ckpt["generator"]
     gen.load_state_dict(state)
     bic = json.loads((run_dir / "val_bicubic.json").read_text())
