@@ -3,6 +3,7 @@
     python examples/bundled_models.py data   WORK          # the datasets (committed split)
     python examples/bundled_models.py train  NAME WORK     # satsr train (resumes WORK/NAME)
     python examples/bundled_models.py export NAME WORK     # fp16 model + card + eval
+    python examples/bundled_models.py resaturate NAME WORK # re-measure only saturation (ms)
 
 `train` keeps a copy of every validation round's checkpoint in WORK/NAME/snapshots (the
 trainer overwrites checkpoint.pt); `export` picks the round from WORK/NAME/val.csv by the
@@ -365,6 +366,43 @@ def write_test_chips(name: str, r: Recipe, work: Path) -> None:
     (MODELS_DIR / f"{name}.test-chips.json").write_text(json.dumps(chips) + "\n")
 
 
+SATURATION_HEAD = "Values above the training range (p99.9), band chips of the test split"
+
+
+def saturation_line(name: str, sat: dict) -> str:
+    """The card's line on values beyond the range: worst |max(SR) - max(LR)| per source."""
+    def worst(v: dict, who: str) -> str:
+        return f"{v[who]['worst']:.4f}" if who in v else "-"
+
+    return (f"{SATURATION_HEAD} (worst |max(SR) - max(LR)| in units of the range; bicubic on "
+            "the same unclipped LR in brackets): "
+            + "; ".join(f"{g}: {v[name]['band_chips_above_range']} band chips, "
+                        f"{worst(v, name)} ({worst(v, 'bicubic')})" for g, v in sat.items()))
+
+
+def step_resaturate(name: str, work: Path, cap: int) -> None:
+    """Re-measure only the saturation check of a band-by-band model's NAME.eval.json and
+    card (after a change to forward_unclipped, which leaves every in-range output alone)."""
+    import model_eval
+
+    from satsr.inference.bundled import MODELS_DIR
+
+    r = RECIPES[name]
+    if r.eval_kind != "ms":
+        raise SystemExit(f"{name} is not a band-by-band model: it has no saturation check")
+    path = MODELS_DIR / f"{name}.eval.json"
+    res = json.loads(path.read_text())
+    res["saturation"] = model_eval.saturation_ms(work / "data" / r.eval_dataset,
+                                                 {name: MODELS_DIR / f"{name}.safetensors"},
+                                                 "test", cap)
+    path.write_text(json.dumps(res, indent=1) + "\n")
+    card = MODELS_DIR / f"{name}.md"
+    lines = [saturation_line(name, res["saturation"]) if ln.startswith(SATURATION_HEAD) else ln
+             for ln in card.read_text().splitlines()]
+    card.write_text("\n".join(lines) + "\n")
+    print(saturation_line(name, res["saturation"]))
+
+
 def write_card(name: str, r: Recipe, meta: dict, res: dict, out: dict, run_dir: Path) -> None:
     import model_eval
 
@@ -406,10 +444,7 @@ def write_card(name: str, r: Recipe, meta: dict, res: dict, out: dict, run_dir: 
         + ", ".join(f"{m}: period-2 {v['period2']:.2f}, period-4 {v['period4']:.2f}"
                     for m, v in res["periodic"].items()), ""]
     if "saturation" in res:
-        lines += ["Values above the training range (p99.9), band chips of the test split: "
-                  + "; ".join(f"{g}: {v[name]['band_chips_above_range']} band chips, worst "
-                              f"|max(SR) - max(LR)| = {v[name]['worst']:.4f} of the range"
-                              for g, v in res["saturation"].items()), ""]
+        lines += [saturation_line(name, res["saturation"]), ""]
     lines += ["## Per source (test split, bicubic LR)", "",
               "| source | chips | model vgg-l | bicubic vgg-l | model alex-l | bicubic alex-l "
               "| model PSNR | bicubic PSNR |", "|---|---|---|---|---|---|---|---|"]
@@ -442,6 +477,11 @@ def main() -> None:
     e.add_argument("--cap", type=int, default=16, help="Test chips per source at most.")
     e.add_argument("--before", type=Path,
                    help="An earlier model file to score beside it (before / after table).")
+    s = sub.add_parser("resaturate", help="Re-measure only the saturation check of a "
+                       "band-by-band model's eval and card.")
+    s.add_argument("name", choices=sorted(n for n, r in RECIPES.items() if r.eval_kind == "ms"))
+    s.add_argument("work", type=Path)
+    s.add_argument("--cap", type=int, default=16, help="Test chips per source at most.")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     if a.step == "data":
@@ -451,6 +491,9 @@ def main() -> None:
     elif a.step == "export":
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         step_export(a.name, a.work, a.run, a.cap, a.before)
+    elif a.step == "resaturate":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        step_resaturate(a.name, a.work, a.cap)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ Extra checks written to the JSON:
   a checkerboard shows as a ratio well above 1.
 - `ms` only, `saturation`: on chips whose LR holds values above the training range (p99.9),
   per band |max(SR) - max(LR)| / (p99.9 - p0.1), the SR made by `forward_unclipped` on the
-  unclipped LR (what `satsr upscale` does).
+  unclipped LR (what `satsr upscale` does), and the same for bicubic on the unclipped LR.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import re
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -193,23 +193,15 @@ def bandwise_method(path: Path, name: str) -> tuple[ev.Method, Any]:
     return ev.Method(name, run, str(path)), gen
 
 
-def eval_ms(bands_dataset: Path, models: dict[str, Path], split: str, cap: int, seed: int,
-            which: str, metrics: list[str]) -> dict[str, Any]:
-    """Each per-source dataset the band-samples folder was made from, in the unit space of
-    the per-source band ranges it measured (what the model was trained in and what
-    `satsr upscale --scaling auto` estimates from a raster)."""
+def _ms_sources(bands_dataset: Path, split: str, cap: int) -> Iterator[dict[str, Any]]:
+    """Each per-source dataset the band-samples folder was made from: its group, chips
+    (raster units) and band scaling (the per-source band ranges band-samples measured)."""
     import rasterio
 
     from satsr.data.bands import band_names, rgb_bands
 
     meta = DatasetIndex.read(bands_dataset).meta["band_samples"]
     ranges: dict[str, list[list[float]]] = meta["ranges"]
-    built = {n: bandwise_method(p, n) for n, p in models.items()}
-    methods = [m for m, _ in built.values()] + [ev.classical_method("bicubic", SCALE)]
-    degs = degradations(which)
-    per_source: dict[str, Any] = {}
-    per_periodic: dict[str, Any] = {}
-    saturation: dict[str, Any] = {}
     for folder in meta["from"]:
         index = DatasetIndex.read(folder)
         chips = index.split(split)
@@ -218,35 +210,67 @@ def eval_ms(bands_dataset: Path, models: dict[str, Path], split: str, cap: int, 
             continue
         src = chips[0].source
         lo, hi = zip(*ranges[src], strict=True)
-        scaling = BandScaling("float32", tuple(lo), tuple(hi))
         with rasterio.open(src) as ds:
             names = band_names(ds)
         sel_bands = [int(b) for b in index.meta["bands"]]
-        rgb = rgb_bands(names, sel_bands) or [0, 0, 0]
         sel = pick(chips, cap)
-        raw = [read_chip(c).astype(np.float64) for c in sel]
-        samples = [ev.Sample(c.path.name, scaling.to_unit(r)) for c, r in zip(sel, raw,
+        yield {"group": group_of(src), "scaling": BandScaling("float32", tuple(lo), tuple(hi)),
+               "chips": sel, "raw": [read_chip(c).astype(np.float64) for c in sel],
+               "band_names": [names[b - 1] for b in sel_bands],
+               "rgb": rgb_bands(names, sel_bands) or [0, 0, 0]}
+
+
+def eval_ms(bands_dataset: Path, models: dict[str, Path], split: str, cap: int, seed: int,
+            which: str, metrics: list[str]) -> dict[str, Any]:
+    """Each per-source dataset the band-samples folder was made from, in the unit space of
+    the per-source band ranges it measured (what the model was trained in and what
+    `satsr upscale --scaling auto` estimates from a raster)."""
+    built = {n: bandwise_method(p, n) for n, p in models.items()}
+    methods = [m for m, _ in built.values()] + [ev.classical_method("bicubic", SCALE)]
+    degs = degradations(which)
+    per_source: dict[str, Any] = {}
+    per_periodic: dict[str, Any] = {}
+    for s in _ms_sources(bands_dataset, split, cap):
+        scaling, raw, g = s["scaling"], s["raw"], s["group"]
+        samples = [ev.Sample(c.path.name, scaling.to_unit(r)) for c, r in zip(s["chips"], raw,
                                                                                 strict=True)]
-        g = group_of(src)
         t0 = time.time()
-        per_source[g] = {"chips": len(samples), "bands": len(lo),
-                         "band_names": [names[b - 1] for b in sel_bands], "rgb": rgb,
-                         "scores": score_group(samples, methods, metrics, scaling, rgb, degs,
-                                               seed)}
-        per_periodic[g] = periodic(samples, methods, rgb, BICUBIC, seed)
-        saturation[g] = {n: _saturation([scaling.to_unit(r, clip=False) for r in raw], gen)
-                         for n, (_, gen) in built.items()}
+        per_source[g] = {"chips": len(samples), "bands": len(scaling.lo),
+                         "band_names": s["band_names"], "rgb": s["rgb"],
+                         "scores": score_group(samples, methods, metrics, scaling, s["rgb"],
+                                               degs, seed)}
+        per_periodic[g] = periodic(samples, methods, s["rgb"], BICUBIC, seed)
         print(f"{g}: {len(samples)} chips, {time.time() - t0:.0f} s", file=sys.stderr)
     out = _finish(per_source, per_periodic, [m.name for m in methods], degs, metrics,
                   {"bands_dataset": str(bands_dataset), "split": split, "cap": cap,
                    "seed": seed, "models": {n: str(p) for n, p in models.items()}})
-    out["saturation"] = saturation
+    out["saturation"] = saturation_ms(bands_dataset, models, split, cap)
     return out
 
 
-def _saturation(units: list[np.ndarray], gen: Any) -> dict[str, Any]:
+def saturation_ms(bands_dataset: Path, models: dict[str, Path], split: str, cap: int
+                  ) -> dict[str, Any]:
+    """Per source and model (and bicubic): `_saturation` on the chips eval_ms scores."""
+    built = {n: bandwise_method(p, n)[1] for n, p in models.items()}
+    out: dict[str, Any] = {}
+    for s in _ms_sources(bands_dataset, split, cap):
+        units = [s["scaling"].to_unit(r, clip=False) for r in s["raw"]]
+        out[s["group"]] = {**{n: _saturation(units, gen.forward_unclipped)
+                              for n, gen in built.items()},
+                           "bicubic": _saturation(units, _bicubic_unclipped)}
+    return out
+
+
+def _bicubic_unclipped(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.interpolate(x, scale_factor=SCALE, mode="bicubic",
+                                           align_corners=False)
+
+
+def _saturation(units: list[np.ndarray], upscale: Callable[[torch.Tensor], torch.Tensor]
+                ) -> dict[str, Any]:
     """|max(SR) - max(LR)| per band in units of the band's range (p99.9 - p0.1), on chips
-    whose bicubic LR exceeds the range; SR by forward_unclipped on the unclipped LR."""
+    whose bicubic LR exceeds the range; SR by `upscale` (a model's forward_unclipped, or
+    bicubic) on the unclipped LR."""
     from satsr.data.degrade import downscale
 
     worst, count, over = 0.0, 0, 0
@@ -256,7 +280,7 @@ def _saturation(units: list[np.ndarray], gen: Any) -> dict[str, Any]:
             if float(lr[b].max()) <= 1.0:
                 continue
             with torch.inference_mode():
-                sr = gen.forward_unclipped(lr[b][None, None])[0, 0]
+                sr = upscale(lr[b][None, None])[0, 0]
             err = abs(float(sr.max()) - float(lr[b].max())) / 2.0  # unit range spans 2
             worst, count = max(worst, err), count + 1
             over += err > 0.02
