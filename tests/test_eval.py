@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from helpers import run_cli, write_dataset
+from helpers import FIXTURES, run_cli, write_dataset
 from PIL import Image
 from rasterio.windows import Window
 
@@ -110,6 +110,28 @@ def test_alex_l_matches_published_tid2013_values(tid2013_pairs: Path) -> None:
     # these pairs, rounded; test_raw_alex_on_tid2013_pairs_equals_the_reference checks it
     raw = get_lpips("alex")(a, b)
     assert raw.tolist() == pytest.approx([5.77574, 2.09644, 0.48894, 0.6107, 4.18781], abs=1e-3)
+
+
+#: LPIPS's own example patches (tests/data/lpips_examples, from richzhang/PerceptualSimilarity
+#: imgs/, BSD-2-Clause). vgg-l: the official PyTorch LPIPS (VGG, v0.1) distances, as quoted in
+#: moono/lpips-tf2.x's conversion script. alex-l: what our implementation gives; it matches
+#: the published TID2013 values to 5e-5 where those images are present (test above), so these
+#: anchor alex-l in a clone without them.
+LPIPS_EXAMPLES = FIXTURES / "lpips_examples"
+PUBLISHED_VGG_L = {"ex_p0": 0.569, "ex_p1": 0.422}
+ANCHORED_ALEX_L = {"ex_p0": 0.7219, "ex_p1": 0.1376}
+
+
+def test_vgg_l_and_alex_l_match_lpips_own_example_pairs() -> None:
+    ref = _unit(LPIPS_EXAMPLES / "ex_ref.png")
+    dist = torch.cat([_unit(LPIPS_EXAMPLES / f"{k}.png") for k in PUBLISHED_VGG_L])
+    ref = ref.expand_as(dist)
+    vgg = LPIPSMetric("vgg-l")
+    assert "random" not in vgg.source
+    got = vgg(ref, dist).tolist()
+    assert got == pytest.approx(list(PUBLISHED_VGG_L.values()), abs=1e-3), got
+    got = LPIPSMetric("alex-l")(ref, dist).tolist()
+    assert got == pytest.approx(list(ANCHORED_ALEX_L.values()), abs=1e-3), got
 
 
 def test_random_alexnet_trunk_does_not_reproduce_published_values(shared: Path) -> None:
