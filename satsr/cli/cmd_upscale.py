@@ -53,7 +53,7 @@ def expand_inputs(items: list[Path]) -> tuple[list[Path], bool]:
 
 
 def _check_values(tile: int | None, overlap: int, batch_size: int | None, bands: str | None,
-                  scale: int | None) -> None:
+                  scale: int | None, strength: float | None = None) -> None:
     """Refuse values that mean nothing, rather than quietly reading them as "the default"."""
     if tile is not None and tile < 1:
         raise SatsrError(f"--tile must be a positive number of pixels, not {tile}")
@@ -66,6 +66,9 @@ def _check_values(tile: int | None, overlap: int, batch_size: int | None, bands:
                          "it out for all bands but alpha")
     if scale is not None and scale not in (2, 4, 8):
         raise SatsrError(f"--scale must be 2, 4 or 8, not {scale}")
+    if strength is not None and not 0.0 <= strength <= 1.0:  # NaN fails too
+        raise SatsrError(f"--strength must be from 0 (bicubic) to 1 (as trained), not "
+                         f"{strength:g}", option="strength")
 
 
 def _check_tiling(device_kind: str, tile: int | None, overlap: int) -> None:
@@ -112,6 +115,11 @@ def command(
                                                   "overviews."),
     co: list[str] | None = creation_options_option("GDAL creation option (repeatable)."),
     overwrite: bool = overwrite_option(),
+    strength: float | None = typer.Option(
+        None, "--strength", show_default=False,
+        help="Residual models: how much of the learned correction is added to bicubic, from "
+             "0 (bicubic) to 1 (as trained); default: the model's recorded strength (1 unless "
+             "its card says otherwise)."),
     scaling: str = typer.Option(
         "auto", "--scaling",
         help="Band scaling into the model's units: model (the numbers it was trained with), "
@@ -127,7 +135,7 @@ def command(
     from satsr.inference.engine import Engine, load_engine
     from satsr.inference.writer import upscale_raster
 
-    _check_values(tile, overlap, batch_size, bands, scale)
+    _check_values(tile, overlap, batch_size, bands, scale, strength)
     files, several = expand_inputs(inputs)
     creation = parse_creation_options(co)
     band_list = parse_bands(bands)
@@ -155,7 +163,7 @@ def command(
                   file=sys.stderr)
             key, path = choice.model, choice.path
         if key not in engines:
-            engines[key] = load_engine(path, method, scale, device)
+            engines[key] = load_engine(path, method, scale, device, strength)
             _check_tiling(engines[key].device.type, tile, overlap)
         return engines[key]
 

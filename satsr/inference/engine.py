@@ -26,7 +26,7 @@ from satsr.data.degrade import upsample
 from satsr.data.scaling import BandScaling
 from satsr.errors import NonFiniteError, SatsrError
 from satsr.inference.bundled import default_model_path
-from satsr.inference.modelfile import load_model, model_scaling, read_metadata
+from satsr.inference.modelfile import check_strength, load_model, model_scaling, read_metadata
 from satsr.inference.tiling import TileGrid, check_tiling, receptive_radius
 from satsr.nn.device import resolve_device
 from satsr.nn.generator import Generator
@@ -109,16 +109,21 @@ def _band_by_band(fwd: Callable[[torch.Tensor], torch.Tensor]
 
 
 def load_engine(model: str | Path | None = None, method: str | None = None,
-                scale: int | None = None, device: str = "auto") -> Engine:
+                scale: int | None = None, device: str = "auto",
+                strength: float | None = None) -> Engine:
     """A model file / run folder (`model`) or a baseline (`method`), on `device`.
 
     `scale` is the baselines' factor (default 4); a model has its own, so with a model
-    `scale` must be None or equal to it (silently ignoring it would surprise).
+    `scale` must be None or equal to it (silently ignoring it would surprise). `strength`
+    (residual models only, 0 to 1) overrides the model's recorded correction strength.
     """
     if model is not None and method is not None:
         raise SatsrError("give either model or method, not both", option=("model", "method"))
     dev = resolve_device(device)
     if method is not None:
+        if strength is not None:
+            raise SatsrError("--strength applies to residual models, not to --method",
+                             option=("strength", "method"))
         return Engine.baseline(method, 4 if scale is None else scale, dev)
     path = model if model is not None else default_model_path()
     own = int(read_metadata(path)["arch"]["scale"])
@@ -126,6 +131,9 @@ def load_engine(model: str | Path | None = None, method: str | None = None,
         raise SatsrError(f"scale {scale} does not apply: the model {path} upscales x{own} "
                          "(scale is for method; omit it with a model)", option=("scale", "method"))
     gen, meta = load_model(path, dev)
+    if strength is not None:
+        gen.strength = check_strength(strength, gen, f"--strength (model {path})")
+        meta = {**meta, "strength": gen.strength}
     return Engine.from_generator(gen, model_scaling(meta), dev, name=str(path), meta=meta)
 
 

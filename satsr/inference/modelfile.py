@@ -222,7 +222,21 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
     except (SafetensorError, RuntimeError, OSError, ValueError, TypeError) as exc:
         raise SatsrError(f"{p} holds weights that do not fit its architecture "
                          f"({_one_line(exc)})") from exc
+    if "strength" in meta:
+        gen.strength = check_strength(meta["strength"], gen, f"{p}: its metadata's strength")
     return gen.to(device).eval(), meta
+
+
+def check_strength(value: Any, gen: Generator, what: str = "--strength") -> float:
+    """A correction strength for residual generator `gen`: a number in [0, 1]."""
+    if not gen.residual:
+        raise SatsrError(f"{what} applies to residual models only (a learned correction added "
+                         "to bicubic); this one is a plain generator", option="strength")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not 0.0 <= float(value) <= 1.0:
+        raise SatsrError(f"{what} must be a number from 0 (bicubic) to 1 (the correction as "
+                         f"trained), not {value!r}", option="strength")
+    return float(value)
 
 
 def model_scaling(meta: dict[str, Any]) -> BandScaling:

@@ -349,6 +349,8 @@ def _write_meta(out: Any, ds: Any, plan: _Plan, engine: Engine) -> None:
     if engine.is_model:
         tags.update(SATSR_MODEL=Path(engine.name).name, SATSR_VARIANT=str(meta.get("variant")),
                     SATSR_NOTE=SR_NOTE)
+        if "strength" in meta:
+            tags["SATSR_STRENGTH"] = f"{float(meta['strength']):g}"
     else:
         tags.update(SATSR_METHOD=engine.name,
                     SATSR_NOTE=f"upsampled by {engine.name} interpolation (no added detail)")

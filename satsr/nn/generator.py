@@ -83,6 +83,9 @@ class Generator(nn.Module):
             ups += [conv, nn.PixelShuffle(2), nn.PReLU(features)]
         self.upsample = nn.Sequential(*ups)
         self.tail = nn.Conv2d(features, bands, 9, padding=4)
+        #: A residual generator's output is bicubic + strength x its learned correction:
+        #: 1 as trained, 0 is bicubic. Not a weight: model files record it in their metadata.
+        self.strength = 1.0
         if self.residual:
             nn.init.zeros_(self.tail.weight)
             assert self.tail.bias is not None
@@ -106,6 +109,8 @@ class Generator(nn.Module):
         out = self._body(x)
         if not self.residual:
             return torch.tanh(out)
+        if self.strength != 1.0:
+            out = out * self.strength
         return (self._bicubic(x).to(out.dtype) + out).clamp(-1.0, 1.0)
 
     def forward_unclipped(self, x: torch.Tensor) -> torch.Tensor:
