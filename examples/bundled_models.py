@@ -93,6 +93,12 @@ class Recipe:
     #: export: how model_eval.py scores it ("rgb" or "ms") and on which dataset
     eval_kind: str = "rgb"
     eval_dataset: str = ""
+    #: export: correction strengths (residual models) tried on the validation split under
+    #: every eval family; the kept one has the lowest mean vgg-l change (over families, each
+    #: source weighted equally) among those within `strength_floor_db` of bicubic's PSNR on
+    #: clean bicubic LR (every band's, for "ms") and within 0.5 dB under the other families
+    strength_grid: tuple[float, ...] = ()
+    strength_floor_db: float = 0.5
 
 
 RECIPES = {
@@ -108,7 +114,7 @@ RECIPES = {
         "the conservative 8-bit RGB model (every 8-bit source, 0.1 m to 300 m)",
         # no round after 0 reached bicubic's val PSNR under `realistic` LR (the trainer's
         # floor 0 kept the untrained, bicubic-like round): export allows 0.3 dB
-        floor_db=0.3, eval_dataset="rgb8"),
+        floor_db=0.3, eval_dataset="rgb8", strength_grid=(0.25, 0.5, 0.75, 1.0)),
 }
 
 #: The sweep that chose the recipe of `satsr-aerial-x4` (issue 13): up to three configurations
@@ -157,7 +163,8 @@ RECIPES["satsr-aerial-x4"] = Recipe(
                "--init-from", "{work}/aerial-pre/model.safetensors", "-n", "1000"],
     "the perceptual model for sub-metre to ~2 m 8-bit RGB (final run, stage 2: adv+rec "
     "from the mse stage)",
-    floor_db=1.5, eval_dataset="aerial")
+    floor_db=1.5, eval_dataset="aerial", strength_grid=(0.25, 0.5, 0.75, 1.0),
+    strength_floor_db=1.5)
 RECIPES["satsr-ms-x4"] = Recipe(
     "bands",
     ["--variant", "adv+rec", "--residual", "--upsample", "nearest", "--lambda2", "1e-4",
@@ -165,7 +172,8 @@ RECIPES["satsr-ms-x4"] = Recipe(
      "--hr-size", "96", "-b", "10", "-n", "750", "--val-every", "250", "--val-chips", "48",
      "--checkpoint-every", "250", "--log-every", "50", "--seed", "0"],
     "the band-by-band model: any band count and dtype (5 m to 300 m sources)",
-    floor_db=0.1, eval_kind="ms", eval_dataset="bands")
+    floor_db=0.1, eval_kind="ms", eval_dataset="bands", strength_grid=(0.25, 0.5, 0.75, 1.0),
+    strength_floor_db=0.1)
 
 
 def run(cmd: list[str]) -> None:
@@ -267,6 +275,84 @@ def choose_round(run_dir: Path, criterion: str, floor_db: float) -> dict[str, fl
     return min(ok, key=lambda row: row[criterion])
 
 
+#: PSNR floor (dB below bicubic) under the eval families other than clean bicubic LR
+OTHER_FAMILY_FLOOR_DB = 0.5
+
+
+def _psnr_change(row: dict, base: dict, kind: str) -> float:
+    """Model - bicubic PSNR: the mean over bands, or for "ms" the worst band's."""
+    if kind == "ms":
+        bands = [k for k in base if k.startswith("psnr-b")]
+        return min(row[k] - base[k] for k in bands)
+    return row["psnr"] - base["psnr"]
+
+
+def choose_strength(r: Recipe, val: dict, labels: dict[str, float]) -> dict:
+    """The strength rule of Recipe.strength_grid on model_eval's result `val` (split val),
+    where model `label` was run at strength labels[label]; returns the choice and a table."""
+    rows = []
+    for label, a in labels.items():
+        dv, dp, ok = {}, {}, True
+        for fam, by in val["mean"].items():
+            base = by["bicubic"]
+            dv[fam] = by[label]["vgg-l"] / base["vgg-l"] - 1
+            dp[fam] = _psnr_change(by[label], base, r.eval_kind)
+            floor = r.strength_floor_db if fam == "bicubic" else OTHER_FAMILY_FLOOR_DB
+            ok = ok and dp[fam] >= -floor
+        rows.append({"strength": a, "ok": ok, "mean_vgg_change": sum(dv.values()) / len(dv),
+                     "vgg_change": dv, "psnr_change": dp})
+    ok_rows = [x for x in rows if x["ok"]]
+    if ok_rows:
+        best = min(ok_rows, key=lambda x: x["mean_vgg_change"])
+    else:  # none within the floors: the one closest to them
+        best = max(rows, key=lambda x: min(
+            x["psnr_change"][f] + (r.strength_floor_db if f == "bicubic"
+                                   else OTHER_FAMILY_FLOOR_DB) for f in x["psnr_change"]))
+    return {"strength": best["strength"], "within_floors": best["ok"], "rows": rows,
+            "rule": "lowest mean vgg-l change over the eval families among strengths within "
+                    f"{r.strength_floor_db:g} dB of bicubic's PSNR on bicubic LR"
+                    f"{' (every band)' if r.eval_kind == 'ms' else ''} and "
+                    f"{OTHER_FAMILY_FLOOR_DB:g} dB under the other families (else the one "
+                    "closest to those floors); split val"}
+
+
+def step_strength(name: str, r: Recipe, work: Path, path: Path, cap: int) -> dict:
+    """Score model file `path` at every strength of r.strength_grid on the val split (each a
+    copy of the file with its recorded strength: the path `satsr upscale` takes)."""
+    import model_eval
+
+    from satsr.inference.modelfile import load_model, save_model
+
+    gen, meta = load_model(path)
+    folder = work / name / "strength"
+    folder.mkdir(parents=True, exist_ok=True)
+    files, labels = {}, {}
+    for a in r.strength_grid:
+        label = f"{name}@{a:g}"
+        files[label] = save_model(folder / f"s{a:g}.safetensors", gen,
+                                  {**meta, "strength": a}, half=True)
+        labels[label] = a
+    kind = model_eval.eval_ms if r.eval_kind == "ms" else model_eval.eval_rgb
+    metrics = (["psnr", "band-psnr", "vgg-l", "alex-l"] if r.eval_kind == "ms"
+               else ["psnr", "alex-l", "vgg-l"])
+    val = kind(work / "data" / r.eval_dataset, files, "val", cap, 0, "families", metrics)
+    choice = choose_strength(r, val, labels)
+    (folder / "val.json").write_text(json.dumps({"eval": val, "choice": choice}, indent=1)
+                                     + "\n")
+    return choice
+
+
+def _strength_table(choice: dict) -> list[str]:
+    fams = list(choice["rows"][0]["vgg_change"])
+    lines = ["| strength | " + " | ".join(f"{f}: Δ vgg-l / Δ PSNR" for f in fams)
+             + " | mean Δ vgg-l | within floors |", "|---|" + "---|" * (len(fams) + 2)]
+    for x in choice["rows"]:
+        lines.append(f"| {x['strength']:g} | " + " | ".join(
+            f"{100 * x['vgg_change'][f]:+.1f} % / {x['psnr_change'][f]:+.2f} dB" for f in fams)
+            + f" | {100 * x['mean_vgg_change']:+.2f} % | {'yes' if x['ok'] else 'no'} |")
+    return lines
+
+
 def _hardware() -> str:
     import platform
 
@@ -335,7 +421,14 @@ def step_export(name: str, work: Path, run_name: str | None, cap: int,
                                                "features", "seed")}}
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     path = save_model(MODELS_DIR / f"{name}.safetensors", gen, meta, half=True)
-    print(f"wrote {path} (round {it}: {chosen})", flush=True)
+    if r.strength_grid:
+        choice = step_strength(name, r, work, path, max(4, cap // 2))
+        meta["strength"] = choice["strength"]
+        meta["selection"]["strength"] = choice
+        gen.strength = choice["strength"]
+        path = save_model(MODELS_DIR / f"{name}.safetensors", gen, meta, half=True)
+    print(f"wrote {path} (round {it}: {chosen}; strength {meta.get('strength', 1)})",
+          flush=True)
 
     write_test_chips(name, r, work)
     models = {name: path, **({"before": before} if before else {})}
@@ -434,6 +527,11 @@ def write_card(name: str, r: Recipe, meta: dict, res: dict, out: dict, run_dir: 
           for row in val[1:]),
         f"| bicubic | {sel['bicubic']['psnr']:.4g} | | {sel['bicubic'].get('alex-l', 0):.4g} "
         f"| {sel['bicubic'].get('vgg-l', 0):.4g} | {sel['bicubic'].get('pe-l', 0):.4g} |", "",
+        *(["## Correction strength (validation split, never test)", "",
+           f"Rule: {sel['strength']['rule']}. Kept: **{sel['strength']['strength']:g}** "
+           "(recorded in the model file; `satsr upscale --strength` overrides it). Changes "
+           "against bicubic on the same LR, each source weighted equally:", "",
+           *_strength_table(sel["strength"]), ""] if "strength" in sel else []),
         f"## Test split, by how the LR was made ({res['info']['cap']} chips per source at most,"
         " each source weighted equally; `examples/model_eval.py`)", "",
         model_eval.markdown(res),

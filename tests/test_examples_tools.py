@@ -71,3 +71,33 @@ def test_periodic_measure_flags_a_checkerboard_and_not_bicubic(shared: Path) -> 
     assert res["bicubic"]["period2"] < 1.5 and res["bicubic"]["period4"] < 1.5
     assert res["checker"]["period2"] > 1.5 or res["checker"]["period4"] > 1.5
     assert np.isfinite([v for r in res.values() for v in r.values()]).all()
+
+
+def _val(rows: dict[str, dict[str, tuple[float, float]]]) -> dict:
+    """A model_eval result: {family: {label: (vgg-l, psnr)}}, bicubic at (0.4, 30)."""
+    mean = {}
+    for fam, by in rows.items():
+        mean[fam] = {"bicubic": {"vgg-l": 0.4, "psnr": 30.0}}
+        for label, (v, p) in by.items():
+            mean[fam][label] = {"vgg-l": v, "psnr": p}
+    return {"mean": mean}
+
+
+def test_strength_rule_keeps_the_best_vgg_l_within_the_psnr_floors():
+    r = bundled_models.Recipe("x", [], "x", strength_grid=(0.5, 1.0), strength_floor_db=0.3)
+    labels = {"m@0.5": 0.5, "m@1": 1.0}
+    # full strength wins vgg-l but loses 0.4 dB on clean LR (floor 0.3): half is kept
+    val = _val({"bicubic": {"m@0.5": (0.39, 30.1), "m@1": (0.36, 29.6)},
+                "nearest": {"m@0.5": (0.40, 29.8), "m@1": (0.39, 29.6)}})
+    c = bundled_models.choose_strength(r, val, labels)
+    assert c["strength"] == 0.5 and c["within_floors"]
+    # within every floor, the lower mean vgg-l change wins
+    val = _val({"bicubic": {"m@0.5": (0.39, 30.1), "m@1": (0.36, 29.8)},
+                "nearest": {"m@0.5": (0.40, 29.8), "m@1": (0.39, 29.6)}})
+    assert bundled_models.choose_strength(r, val, labels)["strength"] == 1.0
+    # none within the floors: the one closest to them, said so
+    val = _val({"bicubic": {"m@0.5": (0.39, 29.0), "m@1": (0.36, 28.0)},
+                "nearest": {"m@0.5": (0.40, 29.0), "m@1": (0.39, 28.0)}})
+    c = bundled_models.choose_strength(r, val, labels)
+    assert c["strength"] == 0.5 and not c["within_floors"]
+    assert "| 0.5 |" in "\n".join(bundled_models._strength_table(c))
