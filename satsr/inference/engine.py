@@ -98,11 +98,14 @@ class Engine:
 
 def _band_by_band(fwd: Callable[[torch.Tensor], torch.Tensor]
                   ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """(N, C, h, w) -> (N, C, sh, sw) through a 1-band network, each band on its own."""
+    """(N, C, h, w) -> (N, C, sh, sw) through a 1-band network, each band on its own, N
+    band-images per pass: the network's activations then take what a batch of N tiles of a
+    1-band raster takes, whatever the band count (a 13-band pass would take 13 times that)."""
 
     def run(x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
-        y = fwd(x.reshape(n * c, 1, h, w))
+        flat = x.reshape(n * c, 1, h, w)
+        y = torch.cat([fwd(flat[i:i + n]) for i in range(0, n * c, n)])
         return y.reshape(n, c, *y.shape[-2:])
 
     return run
