@@ -287,6 +287,11 @@ def _psnr_change(row: dict, base: dict, kind: str) -> float:
     return row["psnr"] - base["psnr"]
 
 
+def _family_floor_db(r: Recipe, family: str) -> float:
+    """How many dB below bicubic's PSNR the strength rule allows under `family`."""
+    return r.strength_floor_db if family == "bicubic" else OTHER_FAMILY_FLOOR_DB
+
+
 def choose_strength(r: Recipe, val: dict, labels: dict[str, float]) -> dict:
     """The strength rule of Recipe.strength_grid on model_eval's result `val` (split val),
     where model `label` was run at strength labels[label]; returns the choice and a table."""
@@ -297,17 +302,15 @@ def choose_strength(r: Recipe, val: dict, labels: dict[str, float]) -> dict:
             base = by["bicubic"]
             dv[fam] = by[label]["vgg-l"] / base["vgg-l"] - 1
             dp[fam] = _psnr_change(by[label], base, r.eval_kind)
-            floor = r.strength_floor_db if fam == "bicubic" else OTHER_FAMILY_FLOOR_DB
-            ok = ok and dp[fam] >= -floor
+            ok = ok and dp[fam] >= -_family_floor_db(r, fam)
         rows.append({"strength": a, "ok": ok, "mean_vgg_change": sum(dv.values()) / len(dv),
                      "vgg_change": dv, "psnr_change": dp})
     ok_rows = [x for x in rows if x["ok"]]
     if ok_rows:
         best = min(ok_rows, key=lambda x: x["mean_vgg_change"])
     else:  # none within the floors: the one closest to them
-        best = max(rows, key=lambda x: min(
-            x["psnr_change"][f] + (r.strength_floor_db if f == "bicubic"
-                                   else OTHER_FAMILY_FLOOR_DB) for f in x["psnr_change"]))
+        best = max(rows, key=lambda x: min(d + _family_floor_db(r, f)
+                                           for f, d in x["psnr_change"].items()))
     return {"strength": best["strength"], "within_floors": best["ok"], "rows": rows,
             "rule": "lowest mean vgg-l change over the eval families among strengths within "
                     f"{r.strength_floor_db:g} dB of bicubic's PSNR on bicubic LR"

@@ -227,9 +227,11 @@ def eval_ms(bands_dataset: Path, models: dict[str, Path], split: str, cap: int, 
     `satsr upscale --scaling auto` estimates from a raster)."""
     built = {n: bandwise_method(p, n) for n, p in models.items()}
     methods = [m for m, _ in built.values()] + [ev.classical_method("bicubic", SCALE)]
+    gens = {n: gen for n, (_, gen) in built.items()}
     degs = degradations(which)
     per_source: dict[str, Any] = {}
     per_periodic: dict[str, Any] = {}
+    saturation: dict[str, Any] = {}
     for s in _ms_sources(bands_dataset, split, cap):
         scaling, raw, g = s["scaling"], s["raw"], s["group"]
         samples = [ev.Sample(c.path.name, scaling.to_unit(r)) for c, r in zip(s["chips"], raw,
@@ -240,25 +242,28 @@ def eval_ms(bands_dataset: Path, models: dict[str, Path], split: str, cap: int, 
                          "scores": score_group(samples, methods, metrics, scaling, s["rgb"],
                                                degs, seed)}
         per_periodic[g] = periodic(samples, methods, s["rgb"], BICUBIC, seed)
+        saturation[g] = _source_saturation(s, gens)
         print(f"{g}: {len(samples)} chips, {time.time() - t0:.0f} s", file=sys.stderr)
     out = _finish(per_source, per_periodic, [m.name for m in methods], degs, metrics,
                   {"bands_dataset": str(bands_dataset), "split": split, "cap": cap,
                    "seed": seed, "models": {n: str(p) for n, p in models.items()}})
-    out["saturation"] = saturation_ms(bands_dataset, models, split, cap)
+    out["saturation"] = saturation
     return out
 
 
 def saturation_ms(bands_dataset: Path, models: dict[str, Path], split: str, cap: int
                   ) -> dict[str, Any]:
-    """Per source and model (and bicubic): `_saturation` on the chips eval_ms scores."""
-    built = {n: bandwise_method(p, n)[1] for n, p in models.items()}
-    out: dict[str, Any] = {}
-    for s in _ms_sources(bands_dataset, split, cap):
-        units = [s["scaling"].to_unit(r, clip=False) for r in s["raw"]]
-        out[s["group"]] = {**{n: _saturation(units, gen.forward_unclipped)
-                              for n, gen in built.items()},
-                           "bicubic": _saturation(units, _bicubic_unclipped)}
-    return out
+    """Only eval_ms's saturation check, on the same chips."""
+    gens = {n: bandwise_method(p, n)[1] for n, p in models.items()}
+    return {s["group"]: _source_saturation(s, gens)
+            for s in _ms_sources(bands_dataset, split, cap)}
+
+
+def _source_saturation(source: dict[str, Any], gens: dict[str, Any]) -> dict[str, Any]:
+    """`_saturation` of each model (and of bicubic) on one `_ms_sources` item's chips."""
+    units = [source["scaling"].to_unit(r, clip=False) for r in source["raw"]]
+    return {**{n: _saturation(units, gen.forward_unclipped) for n, gen in gens.items()},
+            "bicubic": _saturation(units, _bicubic_unclipped)}
 
 
 def _bicubic_unclipped(x: torch.Tensor) -> torch.Tensor:

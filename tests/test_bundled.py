@@ -309,16 +309,17 @@ def test_ms_model_keeps_peaks_beyond_the_band_range():
     output before forward_unclipped kept only the trained part of the correction overshot by
     0.70 x range at p98, and bicubic's own ringing reaches 0.06)."""
     from satsr.data.degrade import downscale
+    from satsr.data.scaling import BandScaling
 
     gen, _ = load_model("satsr-ms-x4")
     worst, n = 0.0, 0
     for chips in _test_chips("satsr-ms-x4").values():
         stack = np.stack(chips).astype(np.float64)
-        lo = np.percentile(stack, 0.1, axis=(0, 2, 3))[:, None, None]
-        hi = np.maximum(np.percentile(stack, 99, axis=(0, 2, 3))[:, None, None], lo + 1)
+        lo = np.percentile(stack, 0.1, axis=(0, 2, 3))
+        hi = np.maximum(np.percentile(stack, 99, axis=(0, 2, 3)), lo + 1)
+        scaling = BandScaling("float32", tuple(lo.ravel()), tuple(hi.ravel()))
         for a in chips:
-            unit = torch.from_numpy(((a - lo) / (hi - lo) * 2 - 1).astype(np.float32))
-            lr = downscale(unit[None], 4)[0]
+            lr = downscale(torch.from_numpy(scaling.to_unit(a, clip=False))[None], 4)[0]
             for b in range(lr.shape[0]):
                 if float(lr[b].max()) <= 1.0:
                     continue

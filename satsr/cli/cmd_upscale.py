@@ -66,9 +66,10 @@ def _check_values(tile: int | None, overlap: int, batch_size: int | None, bands:
                          "it out for all bands but alpha")
     if scale is not None and scale not in (2, 4, 8):
         raise SatsrError(f"--scale must be 2, 4 or 8, not {scale}")
-    if strength is not None and not 0.0 <= strength <= 1.0:  # NaN fails too
-        raise SatsrError(f"--strength must be from 0 (bicubic) to 1 (as trained), not "
-                         f"{strength:g}", option="strength")
+    if strength is not None:
+        from satsr.inference.modelfile import strength_value
+
+        strength_value(strength)
 
 
 def _check_tiling(device_kind: str, tile: int | None, overlap: int) -> None:

@@ -227,16 +227,21 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
     return gen.to(device).eval(), meta
 
 
-def check_strength(value: Any, gen: Generator, what: str = "--strength") -> float:
-    """A correction strength for residual generator `gen`: a number in [0, 1]."""
-    if not gen.residual:
-        raise SatsrError(f"{what} applies to residual models only (a learned correction added "
-                         "to bicubic); this one is a plain generator", option="strength")
+def strength_value(value: Any, what: str = "--strength") -> float:
+    """A correction strength: a number in [0, 1] (NaN is not)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not 0.0 <= float(value) <= 1.0:
         raise SatsrError(f"{what} must be a number from 0 (bicubic) to 1 (the correction as "
                          f"trained), not {value!r}", option="strength")
     return float(value)
+
+
+def check_strength(value: Any, gen: Generator, what: str = "--strength") -> float:
+    """A correction strength for residual generator `gen`: a number in [0, 1]."""
+    if not gen.residual:
+        raise SatsrError(f"{what} applies to residual models only (a learned correction added "
+                         "to bicubic); this one is a plain generator", option="strength")
+    return strength_value(value, what)
 
 
 def model_scaling(meta: dict[str, Any]) -> BandScaling:
