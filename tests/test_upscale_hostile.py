@@ -155,16 +155,19 @@ def test_nan_input_to_a_sound_model_raises_in_the_library():
         super_resolve(x, _gen())
 
 
-def test_float32_nan_and_inf_pixels_are_masked_not_propagated(shared, tmp_path, capsys):
+def _f32_crop(shared: Path, tmp_path: Path) -> tuple[Path, Path]:
     src = _crop(shared, "landsat8_rgb16_60m.tif", Window(100, 100, 20, 20),
                 tmp_path / "f32.tif", dtype="float32", nodata=-9999.0)
+    scaling = BandScaling("float32", (0.0,) * 3, (30000.0,) * 3)
+    return src, _model(tmp_path / "f32.safetensors", scaling=scaling)
+
+
+def test_float32_nan_pixels_are_masked_not_propagated(shared, tmp_path, capsys):
+    src, model = _f32_crop(shared, tmp_path)
     with rasterio.open(src, "r+") as ds:
         data = ds.read()
-        data[:, 3, 4] = np.nan  # NaN that is not the declared nodata
-        data[0, 10, 10] = np.inf
+        data[:, 3, 4] = np.nan  # NaN that is not the declared nodata: missing data
         ds.write(data)
-    scaling = BandScaling("float32", (0.0,) * 3, (30000.0,) * 3)
-    model = _model(tmp_path / "f32.safetensors", scaling=scaling)
     out = tmp_path / "out.tif"
     code, err = upscale_cli([src, "-o", out, "--model", model], capsys)
     assert code == 0, err
@@ -174,6 +177,25 @@ def test_float32_nan_and_inf_pixels_are_masked_not_propagated(shared, tmp_path, 
     assert np.isfinite(vals).all()
     assert (vals[:, 12:16, 16:20] == -9999.0).all()  # the NaN pixel is masked as nodata
     assert (vals != -9999.0).sum() == vals.size - 3 * 16
+
+
+@pytest.mark.parametrize("how", [["--model"], ["--method", "bicubic"]])
+def test_float32_inf_pixel_is_refused_by_every_engine(shared, tmp_path, capsys, how):
+    """inf is not missing data: a clipping scaling would make it the band's bright end."""
+    src, model = _f32_crop(shared, tmp_path)
+    with rasterio.open(src, "r+") as ds:
+        data = ds.read()
+        data[1, 10, 12] = -np.inf
+        ds.write(data)
+    out = tmp_path / "out.tif"
+    args = how + ([model] if how == ["--model"] else [])
+    code, err = upscale_cli([src, "-o", out, *args], capsys)
+    assert code != 0
+    lines = [ln for ln in err.strip().splitlines() if ln]
+    assert len(lines) == 1
+    assert "band 2 holds -inf at row 10, column 12" in lines[0]
+    assert "nothing was written" in lines[0]
+    assert not out.exists()
 
 
 def _header_variants(path: Path) -> list[tuple[int, bytes]]:

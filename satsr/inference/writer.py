@@ -369,6 +369,7 @@ def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: 
         win = Window(col, r, w, h)
         data = read_window(ds, plan.bands, win)
         ok = raster.valid_mask(ds, win, data, plan.nodata_in)
+        _refuse_inf(data, ok, plan.bands, r, col)
         return fill_invalid(plan.scaling.to_unit(data, clip=not engine.unclipped), ok)
 
     def emit(r: int, col: int, block: np.ndarray) -> None:
@@ -411,6 +412,23 @@ def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: 
     finally:
         if prog is not None:
             prog.stop()
+
+
+def _refuse_inf(data: np.ndarray, ok: np.ndarray, bands: Sequence[int], row: int,
+                col: int) -> None:
+    """Raise NonFiniteError if a valid pixel is +-inf (NaN is missing data, masked; inf is not).
+
+    Every engine refuses it alike: a clipping band scaling would otherwise turn inf into the
+    band's bright end and an unclipped one into a non-finite tile.
+    """
+    if data.dtype.kind != "f":
+        return
+    bad = np.isinf(data) & ok[None]
+    if bad.any():
+        b, y, x = (int(v[0]) for v in np.nonzero(bad))
+        raise NonFiniteError(f"band {bands[b]} holds {data[b, y, x]} at row {row + y}, column "
+                             f"{col + x}, a pixel that is not nodata (set it to the nodata "
+                             f"value or mask it)")
 
 
 def _convert(stage: Path, target: Path, driver: str, cog: bool,
