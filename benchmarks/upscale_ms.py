@@ -7,11 +7,18 @@ reports, measured in the same run:
 
 1. throughput: output MPix/s (per band-image pixel: width x height x bands of the output per
    second) of the model, next to `--method bicubic` on the same raster (ratio printed);
-2. memory: peak RSS of the model on the SIZE^2 raster over the same on a (SIZE/2)^2 raster;
+2. memory: peak RSS of the model on the SIZE^2 raster over the same on a smaller raster;
    target <= 1.2x (memory must stay flat in raster size: the engine streams tiles).
 
-    .venv/bin/python benchmarks/upscale_ms.py               # 2000^2 (and 1000^2 for memory)
-    .venv/bin/python benchmarks/upscale_ms.py --size 512    # a quick run
+The engine spreads tiles evenly, so a raster's tiles are `tile` px or a little less (see
+satsr.inference.tiling) and the model's activations, most of the peak, grow with the tile's
+area: 1000 px gets 226 px tiles, 2000 px gets 251. Comparing those two measures the tile, not
+the raster (1.219 in the first run). The smaller raster is therefore the largest one of at
+most SIZE/2 px whose tiles are as big as SIZE's; both tile sides are printed. The default
+SIZE, 2048, has full 256 px tiles on CPU; the smaller raster is then 928 px (4.9x fewer pixels).
+
+    .venv/bin/python benchmarks/upscale_ms.py               # 2048^2 (and 928^2 for memory)
+    .venv/bin/python benchmarks/upscale_ms.py --size 704    # a quick run (256^2 beside it)
 """
 
 from __future__ import annotations
@@ -61,6 +68,23 @@ def make_input(path: Path, size: int) -> Path:
     return path
 
 
+def grid_tile(size: int) -> int:
+    """Tile side (input px) the engine's CPU grid uses on a size x size raster."""
+    from satsr.inference.engine import DEFAULT_OVERLAP, DEFAULT_TILE
+    from satsr.inference.tiling import axis_tiles
+
+    return axis_tiles(size, DEFAULT_TILE["cpu"], DEFAULT_OVERLAP)[1]
+
+
+def small_size(size: int) -> int:
+    """The largest side <= size / 2 whose grid tiles are as big as those of `size`."""
+    want = grid_tile(size)
+    for n in range(size // 2, 0, -1):
+        if grid_tile(n) == want:
+            return n
+    raise SystemExit(f"no raster side <= {size // 2} has {want} px tiles; raise --size")
+
+
 def child(args: list[str]) -> None:
     """Child process: run `satsr upscale ARGS` in-process, print peak RSS and time as JSON."""
     from satsr.cli.app import main
@@ -97,17 +121,18 @@ def main() -> None:
         child(sys.argv[2:])
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=2000, help="input side (pixels)")
+    ap.add_argument("--size", type=int, default=2048, help="input side (pixels)")
     ap.add_argument("--model", default="satsr-ms-x4", help="model file or bundled name")
     a = ap.parse_args()
+    lo = small_size(a.size)
     with tempfile.TemporaryDirectory() as tmp:
         big = make_input(Path(tmp) / f"in_{a.size}.tif", a.size)
-        half = make_input(Path(tmp) / f"in_{a.size // 2}.tif", a.size // 2)
+        half = make_input(Path(tmp) / f"in_{lo}.tif", lo)
         out = Path(tmp) / "out.tif"
         bic = run(big, out, ["--method", "bicubic"])
         print(f"bicubic {a.size}^2: {bic}", flush=True)
         small = run(half, out, ["--model", a.model])
-        print(f"model {a.size // 2}^2: {small}", flush=True)
+        print(f"model {lo}^2: {small}", flush=True)
         model = run(big, out, ["--model", a.model])
         print(f"model {a.size}^2: {model}", flush=True)
     print(json.dumps({
@@ -115,7 +140,8 @@ def main() -> None:
         "model_mpix_per_s": round(model["mpix_per_s"], 4),
         "bicubic_mpix_per_s": round(bic["mpix_per_s"], 4),
         "throughput_ratio_model_over_bicubic": round(model["mpix_per_s"] / bic["mpix_per_s"], 4),
-        "peak_mib": {str(a.size // 2): round(small["peak_mib"]), str(a.size): round(
+        "tile_px": {str(lo): grid_tile(lo), str(a.size): grid_tile(a.size)},
+        "peak_mib": {str(lo): round(small["peak_mib"]), str(a.size): round(
             model["peak_mib"])},
         "memory_ratio": round(model["peak_mib"] / small["peak_mib"], 3),
         "memory_target": "<= 1.2",
