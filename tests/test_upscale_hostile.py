@@ -193,7 +193,7 @@ def test_float32_inf_pixel_is_refused_by_every_engine(shared, tmp_path, capsys, 
     assert code != 0
     lines = [ln for ln in err.strip().splitlines() if ln]
     assert len(lines) == 1
-    assert "band 2 holds -inf at row 10, column 12" in lines[0]
+    assert "band 2 holds a non-finite value (-inf) at row 10, column 12" in lines[0]
     assert "nothing was written" in lines[0]
     assert not out.exists()
 

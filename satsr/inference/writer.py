@@ -426,9 +426,9 @@ def _refuse_inf(data: np.ndarray, ok: np.ndarray, bands: Sequence[int], row: int
     bad = np.isinf(data) & ok[None]
     if bad.any():
         b, y, x = (int(v[0]) for v in np.nonzero(bad))
-        raise NonFiniteError(f"band {bands[b]} holds {data[b, y, x]} at row {row + y}, column "
-                             f"{col + x}, a pixel that is not nodata (set it to the nodata "
-                             f"value or mask it)")
+        raise NonFiniteError(f"band {bands[b]} holds a non-finite value ({data[b, y, x]}) at "
+                             f"row {row + y}, column {col + x}, a pixel that is not nodata "
+                             f"(set it to the nodata value or mask it)")
 
 
 def _convert(stage: Path, target: Path, driver: str, cog: bool,
