@@ -15,6 +15,10 @@ file (and the tensor). The metadata lives under the header key "satsr" as JSON:
     dtype         raster dtype of the training data
     scaling       BandScaling.to_dict(): the exact band scaling of training
     gsd_range     [min, max] ground resolution of the training chips (CRS units), or null
+    strength      (residual models, optional) share of the correction added, 0 to 1
+    adaptive      (models with arch probe = 1, optional) [lo, hi]: per tile, the correction
+                  is scaled by 1 below the probe's p = lo, 0 above hi (satsr.nn.aliasing)
+    zero_mean     (optional) remove each tile's mean correction per band
     satsr_version version that wrote the file
     iterations    training iterations done
     data          a short summary of the training data
@@ -37,6 +41,7 @@ from satsr.data.raster import atomic_path
 from satsr.data.scaling import BandScaling
 from satsr.errors import SatsrError
 from satsr.inference.bundled import bundled_model
+from satsr.nn.aliasing import check_adaptive
 from satsr.nn.generator import SCALES, UPSAMPLERS, Generator
 
 MODEL_NAME = "model.safetensors"
@@ -123,7 +128,8 @@ def _check_meta(p: Path, meta: Any) -> dict[str, Any]:
     arch = meta.get("arch")
     if not isinstance(arch, dict):
         raise bad("no 'arch' record")
-    unknown = set(arch) - {"bands", "scale", "n_blocks", "features", "residual", "upsample"}
+    unknown = set(arch) - {"bands", "scale", "n_blocks", "features", "residual", "upsample",
+                           "probe"}
     if unknown:
         raise bad(f"unknown arch key {sorted(unknown)[0]!r}")
     for key, (lo, hi) in ARCH_LIMITS.items():
@@ -132,6 +138,19 @@ def _check_meta(p: Path, meta: Any) -> dict[str, Any]:
             raise bad(f"arch {key} = {v!r}, expected an integer in {lo}..{hi}")
     if arch.get("scale") not in SCALES or type(arch.get("scale")) is not int:
         raise bad(f"arch scale = {arch.get('scale')!r}, expected one of {SCALES}")
+    if arch.get("probe", 0) not in (0, 1) or type(arch.get("probe", 0)) is not int:
+        raise bad(f"arch probe = {arch.get('probe')!r}, expected 0 or 1")
+    if arch.get("probe") and not arch.get("residual"):
+        raise bad("an aliasing probe needs a residual generator")
+    if "adaptive" in meta:
+        if not arch.get("probe"):
+            raise bad("'adaptive' needs an aliasing probe in the architecture")
+        try:
+            check_adaptive(meta["adaptive"])
+        except ValueError as exc:
+            raise bad(str(exc)) from None
+    if type(meta.get("zero_mean", False)) is not bool:
+        raise bad(f"zero_mean = {meta['zero_mean']!r}, expected true or false")
     if arch.get("upsample", "shuffle") not in UPSAMPLERS:
         raise bad(f"arch upsample = {arch.get('upsample')!r}, expected one of {UPSAMPLERS}")
     for key in ("scale", "bands"):
@@ -224,7 +243,15 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
                          f"({_one_line(exc)})") from exc
     if "strength" in meta:
         gen.strength = check_strength(meta["strength"], gen, f"{p}: its metadata's strength")
+    apply_inference_options(gen, meta)
     return gen.to(device).eval(), meta
+
+
+def apply_inference_options(gen: Generator, meta: dict[str, Any]) -> None:
+    """Set a residual generator's per-tile `adaptive` strength and `zero_mean` correction from
+    (checked) metadata; absent keys leave the generator as trained."""
+    gen.adaptive = check_adaptive(meta["adaptive"]) if "adaptive" in meta else None
+    gen.zero_mean = bool(meta.get("zero_mean", False))
 
 
 def strength_value(value: Any, what: str = "--strength") -> float:

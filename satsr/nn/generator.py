@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from satsr.nn.aliasing import AliasingProbe, adaptive_weight
+
 SCALES = (2, 4, 8)
 #: "shuffle": conv + PixelShuffle (SRResNet, the paper); "nearest": nearest-neighbour x2 then
 #: conv (resize-convolution, Odena et al. 2016; as in ESRGAN), which cannot make the periodic
@@ -59,7 +61,8 @@ class Generator(nn.Module):
     """
 
     def __init__(self, bands: int = 3, scale: int = 4, n_blocks: int = 10,
-                 features: int = 64, residual: bool = False, upsample: str = "shuffle") -> None:
+                 features: int = 64, residual: bool = False, upsample: str = "shuffle",
+                 probe: bool = False) -> None:
         super().__init__()
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, not {scale}")
@@ -86,6 +89,15 @@ class Generator(nn.Module):
         #: A residual generator's output is bicubic + strength x its learned correction:
         #: 1 as trained, 0 is bicubic. Not a weight: model files record it in their metadata.
         self.strength = 1.0
+        #: Inference options of a residual generator, from its model file's metadata (not
+        #: weights): `adaptive` = (lo, hi) scales the correction per tile by how aliased the
+        #: probe finds the tile (satsr.nn.aliasing); `zero_mean` removes each tile's mean
+        #: correction per band, so the correction adds detail and never shifts a band's level.
+        self.probe = AliasingProbe() if probe else None
+        self.adaptive: tuple[float, float] | None = None
+        self.zero_mean = False
+        if probe and not self.residual:
+            raise ValueError("an aliasing probe scales a residual generator's correction")
         if self.residual:
             nn.init.zeros_(self.tail.weight)
             assert self.tail.bias is not None
@@ -93,9 +105,13 @@ class Generator(nn.Module):
 
     def arch(self) -> dict[str, int | str]:
         """Constructor arguments, stored in model files to rebuild the network."""
-        return {"bands": self.bands, "scale": self.scale, "n_blocks": self.n_blocks,
-                "features": self.features, "residual": int(self.residual),
-                "upsample": self.upsample_mode}
+        arch: dict[str, int | str] = {
+            "bands": self.bands, "scale": self.scale, "n_blocks": self.n_blocks,
+            "features": self.features, "residual": int(self.residual),
+            "upsample": self.upsample_mode}
+        if self.probe is not None:
+            arch["probe"] = 1
+        return arch
 
     def _body(self, x: torch.Tensor) -> torch.Tensor:
         h = self.head(x)
@@ -109,9 +125,18 @@ class Generator(nn.Module):
         out = self._body(x)
         if not self.residual:
             return torch.tanh(out)
+        return (self._bicubic(x).to(out.dtype) + self._correction(x, out)).clamp(-1.0, 1.0)
+
+    def _correction(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The learned correction as the inference options shape it (as trained when none)."""
+        if self.zero_mean:
+            out = out - out.mean(dim=(-2, -1), keepdim=True)
+        if self.probe is not None and self.adaptive is not None:
+            share = adaptive_weight(self.probe(x), *self.adaptive) * self.strength
+            return out * share.view(-1, 1, 1, 1).to(out.dtype)
         if self.strength != 1.0:
             out = out * self.strength
-        return (self._bicubic(x).to(out.dtype) + out).clamp(-1.0, 1.0)
+        return out
 
     def forward_unclipped(self, x: torch.Tensor) -> torch.Tensor:
         """Inference on inputs that may leave [-1, 1] (values beyond the band scaling range).
