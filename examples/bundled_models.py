@@ -99,6 +99,9 @@ class Recipe:
     #: clean bicubic LR (every band's, for "ms") and within 0.5 dB under the other families
     strength_grid: tuple[float, ...] = ()
     strength_floor_db: float = 0.5
+    #: export: fit an aliasing probe and choose among ADAPTIVE_GRID on the validation split
+    #: (step_adaptive) instead of a fixed strength
+    adaptive: bool = False
 
 
 RECIPES = {
@@ -165,6 +168,30 @@ RECIPES["satsr-aerial-x4"] = Recipe(
     "from the mse stage)",
     floor_db=1.5, eval_dataset="aerial", strength_grid=(0.25, 0.5, 0.75, 1.0),
     strength_floor_db=1.5)
+#: 0.3 (issue 20): the 8-bit RGB model in two stages. Stage 1 pre-trains the residual
+#: generator with a pixel loss on the fetched corpus (examples/corpus.py: sharp photographs,
+#: drone and aerial images, panchromatic images as grey), which shares no raster with the
+#: committed split; stage 2 fine-tunes it with adv+rec on the shared 8-bit sources through the
+#: committed split, on clean bicubic LR: robustness to resampled and compressed input comes
+#: from the per-tile adaptive strength (satsr.inference.adaptive), not from training on
+#: degraded LR, which cost the 0.2 model its clean-input gain.
+RECIPES["rgb-pre"] = Recipe(
+    "corpus-rgb8",
+    ["--variant", "mse", "--residual", "--upsample", "nearest", "--degradation", "bicubic",
+     "--select", "psnr", "--hr-size", "64", "-b", "10", "-n", "200", "--val-every", "200",
+     "--val-chips", "48", "--checkpoint-every", "200", "--log-every", "50", "--seed", "0"],
+    "stage 1 of satsr-rgb-x4: mse pre-training on the fetched corpus",
+    criterion="psnr", floor_db=10.0, eval_dataset="rgb8")
+RECIPES["rgb-ft"] = Recipe(
+    "rgb8",
+    ["--variant", "adv+rec", "--residual", "--upsample", "nearest", "--lambda2", "1e-4",
+     "--degradation", "bicubic", "--select", "pe-l", "--psnr-floor", "0.5",
+     "--init-from", "{work}/rgb-pre/model.safetensors",
+     "--hr-size", "64", "-b", "10", "-n", "750", "--val-every", "250", "--val-chips", "48",
+     "--checkpoint-every", "250", "--log-every", "50", "--seed", "0"],
+    "the 8-bit RGB model (stage 2: adv+rec fine-tuning of the corpus-pre-trained generator "
+    "on the shared 8-bit sources, clean LR; per-tile adaptive strength)",
+    floor_db=0.5, eval_dataset="rgb8", strength_floor_db=0.5, adaptive=True)
 RECIPES["satsr-ms-x4"] = Recipe(
     "bands",
     ["--variant", "adv+rec", "--residual", "--upsample", "nearest", "--lambda2", "1e-4",
@@ -345,6 +372,100 @@ def step_strength(name: str, r: Recipe, work: Path, path: Path, cap: int) -> dic
     return choice
 
 
+#: The adaptive-strength variants tried on the validation split (issue 20): a fixed share of
+#: the correction (as 0.2 did) against the per-tile share that the aliasing probe gives,
+#: between two probability thresholds; all with the zero-mean correction.
+ADAPTIVE_GRID: dict[str, dict] = {
+    "fixed 1": {"strength": 1.0, "adaptive": None},
+    "fixed 0.5": {"strength": 0.5, "adaptive": None},
+    "adaptive 0.3-0.6": {"strength": 1.0, "adaptive": [0.3, 0.6]},
+    "adaptive 0.5-0.8": {"strength": 1.0, "adaptive": [0.5, 0.8]},
+}
+
+
+def with_probe(gen, dataset: Path, limit: int = 1500, epochs: int = 10):
+    """A copy of residual generator `gen` that carries an aliasing probe fitted on the
+    train split of `dataset` (satsr.training.probe), and the probe's training accuracy."""
+    from satsr.nn.generator import Generator
+    from satsr.training.probe import dataset_tiles, train_probe
+
+    arch = {k: v for k, v in gen.arch().items() if k != "probe"}
+    out = Generator(**arch, probe=True)
+    state = {k: v for k, v in gen.state_dict().items() if not k.startswith("probe.")}
+    probe, accuracy = train_probe(dataset_tiles(dataset, "train", limit), gen.scale,
+                                  epochs=epochs)
+    out.load_state_dict({**state, **{f"probe.{k}": v for k, v in probe.state_dict().items()}})
+    return out.eval(), accuracy
+
+
+def choose_variant(val: dict, grid: dict[str, dict], clean_floor_db: float) -> dict:
+    """Among the variants of `grid` scored on the val split (model_eval result `val`, models
+    labelled by grid key) that meet the floors under every family — PSNR >= bicubic's minus
+    `clean_floor_db` on clean LR and minus OTHER_FAMILY_FLOOR_DB under the others, vgg-l <=
+    bicubic's under the others — the one with the lowest vgg-l on clean LR; when none
+    meets them, the one closest to its PSNR floors."""
+    rows = []
+    for label, v in grid.items():
+        dv, dp, ok = {}, {}, True
+        for fam, by in val["mean"].items():
+            base = by["bicubic"]
+            dv[fam] = by[label]["vgg-l"] / base["vgg-l"] - 1
+            dp[fam] = by[label]["psnr"] - base["psnr"]
+            floor = clean_floor_db if fam == "bicubic" else OTHER_FAMILY_FLOOR_DB
+            ok = ok and dp[fam] >= -floor and (fam == "bicubic" or dv[fam] <= 0)
+        rows.append({"variant": label, **v, "ok": ok, "vgg_change": dv, "psnr_change": dp,
+                     "mean_vgg_change": sum(dv.values()) / len(dv)})
+    ok_rows = [x for x in rows if x["ok"]]
+    best = (min(ok_rows, key=lambda x: x["vgg_change"]["bicubic"]) if ok_rows else
+            max(rows, key=lambda x: min(d + (clean_floor_db if f == "bicubic" else
+                                             OTHER_FAMILY_FLOOR_DB)
+                                        for f, d in x["psnr_change"].items())))
+    return {"variant": best["variant"], "strength": best["strength"],
+            "adaptive": best["adaptive"], "within_floors": best["ok"], "rows": rows,
+            "rule": "lowest vgg-l on clean bicubic LR among variants with PSNR >= bicubic's "
+                    f"- {clean_floor_db:g} dB on clean LR, and PSNR >= bicubic's - "
+                    f"{OTHER_FAMILY_FLOOR_DB:g} dB and vgg-l <= bicubic's under every other "
+                    "family (else the one closest to its PSNR floors); split val"}
+
+
+def step_adaptive(gen, meta: dict, folder: Path, dataset: Path, cap: int,
+                  clean_floor_db: float, grid: dict[str, dict] | None = None) -> dict:
+    """Score `gen` (carrying a probe) in every variant of `grid` on the val split of
+    `dataset` under every eval family; returns choose_variant's choice (also written to
+    FOLDER/val.json) with each variant's model file in FOLDER."""
+    import model_eval
+
+    from satsr.inference.modelfile import save_model
+
+    grid = grid or ADAPTIVE_GRID
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for label, v in grid.items():
+        m = {k: val for k, val in meta.items() if k not in ("adaptive", "strength")}
+        m.update(strength=v["strength"], zero_mean=True)
+        if v["adaptive"] is not None:
+            m["adaptive"] = v["adaptive"]
+        files[label] = save_model(folder / f"{label.replace(' ', '_')}.safetensors", gen, m,
+                                  half=True)
+    val = model_eval.eval_rgb(dataset, files, "val", cap, 0, "families",
+                              ["psnr", "alex-l", "vgg-l"])
+    choice = choose_variant(val, grid, clean_floor_db)
+    (folder / "val.json").write_text(json.dumps({"eval": val, "choice": choice}, indent=1)
+                                     + "\n")
+    return choice
+
+
+def _variant_table(choice: dict) -> list[str]:
+    fams = list(choice["rows"][0]["vgg_change"])
+    lines = ["| variant | " + " | ".join(f"{f}: Δ vgg-l / Δ PSNR" for f in fams)
+             + " | within floors |", "|---|" + "---|" * (len(fams) + 1)]
+    for x in choice["rows"]:
+        lines.append(f"| {x['variant']} | " + " | ".join(
+            f"{100 * x['vgg_change'][f]:+.1f} % / {x['psnr_change'][f]:+.2f} dB" for f in fams)
+            + f" | {'yes' if x['ok'] else 'no'} |")
+    return lines
+
+
 def _strength_table(choice: dict) -> list[str]:
     fams = list(choice["rows"][0]["vgg_change"])
     lines = ["| strength | " + " | ".join(f"{f}: Δ vgg-l / Δ PSNR" for f in fams)
@@ -424,7 +545,21 @@ def step_export(name: str, work: Path, run_name: str | None, cap: int,
                                                "features", "seed")}}
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     path = save_model(MODELS_DIR / f"{name}.safetensors", gen, meta, half=True)
-    if r.strength_grid:
+    if r.adaptive:
+        from satsr.inference.modelfile import apply_inference_options
+
+        gen, accuracy = with_probe(gen, work / "data" / r.eval_dataset)
+        choice = step_adaptive(gen, meta, run_dir / "adaptive", work / "data" / r.eval_dataset,
+                               max(4, cap // 2), r.strength_floor_db)
+        meta = {k: v for k, v in meta.items() if k != "adaptive"}
+        meta.update(strength=choice["strength"], zero_mean=True)
+        if choice["adaptive"] is not None:
+            meta["adaptive"] = choice["adaptive"]
+        meta["selection"]["adaptive"] = {**choice, "probe_train_accuracy": accuracy}
+        gen.strength = choice["strength"]
+        apply_inference_options(gen, meta)
+        path = save_model(MODELS_DIR / f"{name}.safetensors", gen, meta, half=True)
+    elif r.strength_grid:
         choice = step_strength(name, r, work, path, max(4, cap // 2))
         meta["strength"] = choice["strength"]
         meta["selection"]["strength"] = choice
@@ -535,6 +670,15 @@ def write_card(name: str, r: Recipe, meta: dict, res: dict, out: dict, run_dir: 
            "(recorded in the model file; `satsr upscale --strength` overrides it). Changes "
            "against bicubic on the same LR, each source weighted equally:", "",
            *_strength_table(sel["strength"]), ""] if "strength" in sel else []),
+        *(["## Adaptive strength (validation split, never test)", "",
+           "An aliasing probe (satsr.nn.aliasing; fitted on the train split, training "
+           f"accuracy {sel['adaptive']['probe_train_accuracy'][-1]:.3f}) scales the "
+           "correction per tile: all of it where the tile looks anti-aliased, none where it "
+           "looks decimated without a low-pass filter. Every variant removes each tile's mean "
+           f"correction per band (zero_mean). Rule: {sel['adaptive']['rule']}. Kept: "
+           f"**{sel['adaptive']['variant']}**. Changes against bicubic on the same LR, each "
+           "source weighted equally:", "", *_variant_table(sel["adaptive"]), ""]
+          if "adaptive" in sel else []),
         f"## Test split, by how the LR was made ({res['info']['cap']} chips per source at most,"
         " each source weighted equally; `examples/model_eval.py`)", "",
         model_eval.markdown(res),
