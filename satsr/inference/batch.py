@@ -248,10 +248,11 @@ def upscale_rasters(inputs: Sequence[str | Path], out: str | Path,
     The raster options are `upscale_raster`'s; `model` may also be a loaded Engine (one
     process only: each rank loads its own on its device). `skip_existing` skips outputs that
     are already complete. `keep_going=False` raises the first failure instead of recording
-    it. `on_file(outcome, result)` is called on the rank that handled each input (skipped
-    ones: on rank 0) as soon as it is done; `log` receives the informative lines (the model
-    the choice table gives an input; in a job, each rank's line when its share is done);
-    `error_text` words an exception in one line (default: its first line). Returns the same
+    it (one process only: the ranks of a job always record it). `on_file(outcome, result)`
+    is called on the rank that handled each input (skipped ones: on rank 0) when it is done;
+    `log` receives the informative lines (the model the choice table gives an input; in a
+    job, each rank's line when its share is done); `error_text` words an exception in one
+    line (default: its first line). Returns the same
     UpscaleSummary on every rank.
     """
     from satsr.training.distributed import (
@@ -340,8 +341,8 @@ def upscale_rasters(inputs: Sequence[str | Path], out: str | Path,
                                         progress=progress and not job.enabled,
                                         scaling=scaling)
             except Exception as exc:  # noqa: BLE001  (record it, finish the others)
-                if not keep_going:
-                    raise
+                if not keep_going and not job.enabled:  # a rank that stops would leave
+                    raise  # the others waiting at the gather
                 outcome = FileOutcome(str(src), str(dst), FAILED, job.rank,
                                       seconds=time.perf_counter() - ts, error=words(exc))
             else:
