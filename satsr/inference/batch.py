@@ -287,13 +287,13 @@ def upscale_rasters(inputs: Sequence[str | Path], out: str | Path,
             raise SatsrError("a loaded Engine cannot be shared by the ranks of a job: give "
                              "model as a file, run folder or bundled name", option="model")
         spec = str(training_device(device, job.local_rank)) if job.enabled else device
-        label = str(resolve_device(spec))
         engines: dict[str, Engine] = {}
         given: Engine | None = None
         if isinstance(model, Engine):
             given = model
         elif model is not None or method is not None:  # a bad model fails before any work
             given = load_engine(model, method, scale, spec, strength)
+        label = str(given.device if given is not None else resolve_device(spec))
 
         def engine_for(src: Path) -> Engine:
             if given is not None:
