@@ -33,6 +33,8 @@ _LAZY = {
     "Engine": "satsr.inference.engine",
     "upscale_raster": "satsr.inference.writer",
     "UpscaleResult": "satsr.inference.writer",
+    "upscale_rasters": "satsr.inference.batch",
+    "UpscaleSummary": "satsr.inference.batch",
     "make_dataset": "satsr.data.make_dataset",
     "Summary": "satsr.data.make_dataset",
     "Degradation": "satsr.data.degrade",
@@ -45,8 +47,8 @@ _LAZY = {
 
 __all__ = [
     "Degradation", "Engine", "EvalResult", "SatsrError", "SatsrWarning", "Summary",
-    "TrainConfig", "TrainResult", "UpscaleResult", "__version__", "evaluate", "load_engine",
-    "load_model", "make_dataset", "train", "upscale_raster",
+    "TrainConfig", "TrainResult", "UpscaleResult", "UpscaleSummary", "__version__", "evaluate",
+    "load_engine", "load_model", "make_dataset", "train", "upscale_raster", "upscale_rasters",
 ]
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
     from satsr.data.make_dataset import Summary, make_dataset
     from satsr.evaluation.evaluate import evaluate
     from satsr.evaluation.scoring import EvalResult
+    from satsr.inference.batch import UpscaleSummary, upscale_rasters
     from satsr.inference.engine import Engine, load_engine
     from satsr.inference.modelfile import load_model
     from satsr.inference.writer import UpscaleResult, upscale_raster

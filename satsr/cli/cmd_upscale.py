@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import glob
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -126,70 +128,67 @@ def command(
         help="Band scaling into the model's units: model (the numbers it was trained with), "
              "input (each band's p0.1-p99.9 measured on the raster, written into the output's "
              "tags), or auto (the model's for rasters of its training dtype, else input)."),
+    skip_existing: bool = typer.Option(
+        False, "--skip-existing",
+        help="Skip outputs that are already complete (same size, scale, model or method, "
+             "bands), so an interrupted run resumes. Under torchrun the inputs are shared "
+             "out over the ranks (see README, Running at scale)."),
 ) -> None:
     """Super-resolve rasters with a trained model (or a classical baseline), tile by tile."""
 
     from rich.console import Console
 
-    from satsr.data.raster import check_output, parse_bands
-    from satsr.inference.choice import choose_model
-    from satsr.inference.engine import Engine, load_engine
-    from satsr.inference.writer import upscale_raster
+    from satsr.data.raster import parse_bands
+    from satsr.inference.batch import FAILED, SKIPPED, upscale_rasters
+    from satsr.nn.device import resolve_device
 
     _check_values(tile, overlap, batch_size, bands, scale, strength)
     files, several = expand_inputs(inputs)
     creation = parse_creation_options(co)
     band_list = parse_bands(bands)
-    if several:
-        if not out.is_dir():
-            raise SatsrError(f"with several inputs, -o must be an existing folder: {out}")
-        targets = [out / f.name for f in files]
-        names = [t.name for t in targets]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise SatsrError(f"several inputs share the output name {sorted(dup)[0]}")
-    else:
-        targets = [out / files[0].name if out.is_dir() else out]
-        check_output(targets[0], overwrite, source=files[0])
-    engines: dict[str, Engine] = {}
-
-    def engine_for(src: Path) -> Engine:
-        """The given model or method; else the bundled model the choice table gives `src`
-        (said in one line)."""
-        key = "given"
-        path: Path | None = model
-        if model is None and method is None:
-            choice = choose_model(src, band_list)
-            print(f"satsr: {printable(src.name)}: using {choice.model}: {choice.reason}",
-                  file=sys.stderr)
-            key, path = choice.model, choice.path
-        if key not in engines:
-            engines[key] = load_engine(path, method, scale, device, strength)
-            _check_tiling(engines[key].device.type, tile, overlap)
-        return engines[key]
-
-    if model is not None or method is not None:
-        engine_for(files[0])  # a bad model or method fails before any work
+    if several and not out.is_dir():
+        raise SatsrError(f"with several inputs, -o must be an existing folder: {out}")
     err = Console(stderr=True)
-    failed = 0
+
+    def on_file(outcome: Any, result: Any) -> None:
+        if outcome.status == FAILED:
+            print(f"satsr: error: {printable(outcome.src)}: {outcome.error}", file=sys.stderr,
+                  flush=True)
+        elif outcome.status == SKIPPED:
+            print(f"skipped {printable(outcome.dst)}: already complete", flush=True)
+        else:
+            Console().print(result.line(), soft_wrap=True, highlight=False)
+
+    def one_line(exc: BaseException) -> str:
+        text = cli_message(exc) if isinstance(exc, SatsrError) else str(exc)
+        return printable(text.splitlines()[0]) if text.strip() else type(exc).__name__
+
+    _check_tiling(resolve_device(device).type, tile, overlap)  # worded with the flags
+    world = int(os.environ.get("WORLD_SIZE", "1"))
     with showing_warnings(UpscaleWarning,
                           lambda msg: print(f"satsr: warning: {msg}", file=sys.stderr)):
-        for src, dst in zip(files, targets, strict=True):
-            try:
-                result = upscale_raster(src, dst, engine_for(src), bands=band_list,
-                                        nodata=nodata,
-                                        tile=tile, overlap=overlap, batch_size=batch_size,
-                                        cog=cog, creation_options=creation,
-                                        overwrite=overwrite, progress=err.is_terminal,
-                                        scaling=scaling)
-            except Exception as exc:  # noqa: BLE001  (report it, finish the others)
-                if not several:
-                    raise
-                failed += 1
-                text = cli_message(exc) if isinstance(exc, SatsrError) else str(exc)
-                msg = text.splitlines()[0] if text else type(exc).__name__
-                print(f"satsr: error: {src}: {msg}", file=sys.stderr)
-                continue
-            Console().print(result.line(), soft_wrap=True, highlight=False)
-    if failed:
-        raise SatsrError(f"{failed} of {len(files)} inputs failed (see above)")
+        summary = upscale_rasters(
+            files, out, model, method=method, scale=scale, device=device, bands=band_list,
+            nodata=nodata, tile=tile, overlap=overlap, batch_size=batch_size, cog=cog,
+            creation_options=creation, overwrite=overwrite, skip_existing=skip_existing,
+            progress=err.is_terminal, scaling=scaling, strength=strength,
+            keep_going=several or world > 1, on_file=on_file, error_text=one_line,
+            log=lambda line: print(f"satsr: {line}", file=sys.stderr, flush=True))
+    report_summary(summary, several)
+
+
+def report_summary(summary: Any, several: bool) -> None:
+    """Rank 0's summary line (several inputs, a torchrun job, or skipped outputs) and, in a
+    job, each failure again; rank 0 exits non-zero when any input failed (the other ranks
+    exit 0: their failures are in rank 0's summary). Each rank has said its own line."""
+    if summary.rank != 0:
+        return
+    if several or summary.world > 1 or summary.skipped:
+        print(f"satsr: {summary.line()}", flush=True)
+    if summary.world > 1:
+        for f in summary.failed:
+            print(f"satsr: failed: {printable(f.src)} (rank {f.rank}): {f.error}",
+                  file=sys.stderr, flush=True)
+    if summary.failed:
+        raise SatsrError(f"{len(summary.failed)} of {len(summary.files)} inputs failed "
+                         "(see above)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -49,8 +50,15 @@ class DistInfo:
         return bool(value.item())
 
 
-def setup_distributed(use_cuda: bool) -> DistInfo:
-    """Join the torchrun job described by the environment (or an already made group)."""
+def setup_distributed(use_cuda: bool, *, backend: str | None = None,
+                      timeout: timedelta | None = None) -> DistInfo:
+    """Join the torchrun job described by the environment (or an already made group).
+
+    The backend is NCCL when the ranks compute on CUDA, gloo on the CPU, unless `backend`
+    says otherwise (upscale gathers a few Python objects at the end: gloo, whatever the
+    device; see satsr.inference.batch). `timeout`: how long a collective waits (torch's
+    default when None).
+    """
     if dist.is_available() and dist.is_initialized():
         return DistInfo(dist.get_rank(), dist.get_world_size(),
                         int(os.environ.get("LOCAL_RANK", dist.get_rank())), False)
@@ -59,7 +67,8 @@ def setup_distributed(use_cuda: bool) -> DistInfo:
         return DistInfo()
     if not dist.is_available():
         raise SatsrError("WORLD_SIZE > 1 but this PyTorch has no torch.distributed")
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    dist.init_process_group(backend=backend or ("nccl" if use_cuda else "gloo"),
+                            timeout=timeout)
     return DistInfo(dist.get_rank(), dist.get_world_size(),
                     int(os.environ.get("LOCAL_RANK", "0")), True)
 
