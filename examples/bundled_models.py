@@ -690,6 +690,15 @@ def write_card(name: str, r: Recipe, meta: dict, res: dict, out: dict, run_dir: 
                     for m, v in res["periodic"].items()), ""]
     if "saturation" in res:
         lines += [saturation_line(name, res["saturation"]), ""]
+    if res.get("radiometry"):
+        rad = res["radiometry"]
+        lines += ["Radiometry (test split, clean bicubic LR; satsr.evaluation.radiometry): band "
+                  "bias mean(SR) - mean(LR) per band in fractions of the range (x 255 = DN for "
+                  "8-bit), worst over sources in brackets; flat-block grain = SR / HR "
+                  "high-frequency energy where HR is flat: "
+                  + "; ".join(f"{m}: bias {', '.join(f'{b:+.5f}' for b in v['band_bias'])} "
+                              f"({v['worst_band_bias']:.5f}), grain {v['flat_grain']:.2f}"
+                              for m, v in rad.items()), ""]
     lines += ["## Per source (test split, bicubic LR)", "",
               "| source | chips | model vgg-l | bicubic vgg-l | model alex-l | bicubic alex-l "
               "| model PSNR | bicubic PSNR |", "|---|---|---|---|---|---|---|---|"]

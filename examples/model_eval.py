@@ -140,6 +140,28 @@ def periodic(samples: list[ev.Sample], methods: list[ev.Method], rgb: Sequence[i
                      "period4": float(sums[m.name][1] / sums["HR"][1])} for m in methods}
 
 
+def radiometry(samples: list[ev.Sample], methods: list[ev.Method], deg: Degradation,
+               seed: int) -> dict[str, dict[str, Any]]:
+    """Per method (and HR): mean band bias (fractions of the range, satsr.evaluation.
+    radiometry.band_bias) and the flat-block grain ratio SR / HR (sums over chips)."""
+    from satsr.evaluation.radiometry import band_bias, flat_grain
+
+    bias: dict[str, list[np.ndarray]] = defaultdict(list)
+    grain: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(2))
+    for i, s in enumerate(samples):
+        hr = torch.from_numpy(s.hr[None].astype(np.float32))
+        lr = deg(hr, np.random.default_rng([seed, i])).clamp(-1.0, 1.0)
+        for m in methods:
+            sr = m.run(lr).float().numpy()[0]
+            bias[m.name].append(band_bias(lr.numpy()[0], sr))
+            g_sr, g_hr, n = flat_grain(s.hr, sr)
+            if n:
+                grain[m.name] += (g_sr * n, g_hr * n)
+    return {m.name: {"band_bias": np.mean(bias[m.name], axis=0).tolist(),
+                     "flat_grain": (float(grain[m.name][0] / grain[m.name][1])
+                                    if grain[m.name][1] > 0 else None)} for m in methods}
+
+
 # ------------------------------------------------------------------------ RGB datasets
 
 
@@ -167,6 +189,7 @@ def eval_rgb(dataset: Path, models: dict[str, Path], split: str, cap: int, seed:
                                                degs, seed)}
         per_periodic[g] = periodic(samples, methods, [0, 1, 2], BICUBIC,
                                    seed)
+        per_source[g]["radiometry"] = radiometry(samples, methods, BICUBIC, seed)
         print(f"{g}: {len(samples)} chips, {time.time() - t0:.0f} s", file=sys.stderr)
     return _finish(per_source, per_periodic, [m.name for m in methods], degs, metrics,
                    {"dataset": str(dataset), "split": split, "cap": cap, "seed": seed,
@@ -316,10 +339,18 @@ def _finish(per_source: dict[str, Any], per_periodic: dict[str, Any], methods: l
                            and s["scores"][d][m]["vgg-l"] > s["scores"][d]["bicubic"]["vgg-l"]]
     per_method_periodic = {m: {p: float(np.mean([v[m][p] for v in per_periodic.values()]))
                                for p in ("period2", "period4")} for m in methods}
+    rad = [s["radiometry"] for s in per_source.values() if "radiometry" in s]
+    pooled_rad = {m: {"band_bias": np.mean([r[m]["band_bias"] for r in rad], axis=0).tolist(),
+                      "worst_band_bias": float(max(abs(b) for r in rad
+                                                   for b in r[m]["band_bias"])),
+                      "flat_grain": float(np.nanmean([np.nan if r[m]["flat_grain"] is None
+                                                      else r[m]["flat_grain"] for r in rad]))}
+                  for m in methods} if rad else {}
     return {"info": {**info, "degradations": {n: d.to_dict() for n, d in zip(
                 dnames, degs, strict=True)}, "metrics": metrics},
             "mean": mean, "worse_than_bicubic_vgg-l": worse,
             "periodic": per_method_periodic, "periodic_per_source": per_periodic,
+            "radiometry": pooled_rad,
             "per_source": per_source}
 
 
