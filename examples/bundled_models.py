@@ -383,19 +383,35 @@ ADAPTIVE_GRID: dict[str, dict] = {
 }
 
 
-def with_probe(gen, dataset: Path, limit: int = 1500, epochs: int = 10):
-    """A copy of residual generator `gen` that carries an aliasing probe fitted on the
-    train split of `dataset` (satsr.training.probe), and the probe's training accuracy."""
-    from satsr.nn.generator import Generator
+def fit_probe(dataset: Path, scale: int, cache: Path, limit: int = 1500, epochs: int = 10):
+    """An aliasing probe fitted on the train split of `dataset` (satsr.training.probe) and
+    its training accuracy per epoch; kept in `cache` (weights + accuracy) and read back from
+    it when it exists (the probe does not depend on the generator: fit it while training)."""
+    import torch
+
+    from satsr.nn.aliasing import AliasingProbe
     from satsr.training.probe import dataset_tiles, train_probe
+
+    if cache.is_file():
+        saved = torch.load(cache, weights_only=True)
+        probe = AliasingProbe()
+        probe.load_state_dict(saved["state"])
+        return probe.eval(), [float(a) for a in saved["accuracy"]]
+    probe, accuracy = train_probe(dataset_tiles(dataset, "train", limit), scale, epochs=epochs)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state": probe.state_dict(), "accuracy": accuracy}, cache)
+    return probe, accuracy
+
+
+def with_probe(gen, probe):
+    """A copy of residual generator `gen` that carries `probe`."""
+    from satsr.nn.generator import Generator
 
     arch = {k: v for k, v in gen.arch().items() if k != "probe"}
     out = Generator(**arch, probe=True)
     state = {k: v for k, v in gen.state_dict().items() if not k.startswith("probe.")}
-    probe, accuracy = train_probe(dataset_tiles(dataset, "train", limit), gen.scale,
-                                  epochs=epochs)
     out.load_state_dict({**state, **{f"probe.{k}": v for k, v in probe.state_dict().items()}})
-    return out.eval(), accuracy
+    return out.eval()
 
 
 def choose_variant(val: dict, grid: dict[str, dict], clean_floor_db: float) -> dict:
@@ -453,6 +469,41 @@ def step_adaptive(gen, meta: dict, folder: Path, dataset: Path, cap: int,
     (folder / "val.json").write_text(json.dumps({"eval": val, "choice": choice}, indent=1)
                                      + "\n")
     return choice
+
+
+def finalize(run_dir: Path, data_dir: Path, out_dir: Path, quick: bool = False) -> Path:
+    """A finished `satsr train` run (its model.safetensors: the round its --select kept)
+    turned into a shippable model as export does: the aliasing probe fitted on the train
+    split of `data_dir`, the adaptive variant chosen on its val split (ADAPTIVE_GRID, the
+    floors of rgb-ft), written to OUT/model.safetensors with OUT/card.md (the val rounds and
+    the variant table). `quick` shrinks the probe's data and the val chips (a CPU check)."""
+    from satsr.inference.modelfile import apply_inference_options, load_model, save_model
+
+    r = RECIPES["rgb-ft"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    gen, meta = load_model(run_dir / "model.safetensors")
+    probe, accuracy = fit_probe(data_dir, gen.scale, out_dir / "probe.pt",
+                                limit=64 if quick else 1500, epochs=2 if quick else 10)
+    gen = with_probe(gen, probe)
+    choice = step_adaptive(gen, meta, out_dir / "adaptive", data_dir, 2 if quick else 8,
+                           r.strength_floor_db)
+    meta = {k: v for k, v in meta.items() if k != "adaptive"}
+    meta.update(strength=choice["strength"], zero_mean=True)
+    if choice["adaptive"] is not None:
+        meta["adaptive"] = choice["adaptive"]
+    meta.setdefault("selection", {})["adaptive"] = {**choice, "probe_train_accuracy": accuracy}
+    gen.strength = choice["strength"]
+    apply_inference_options(gen, meta)
+    path = save_model(out_dir / "model.safetensors", gen, meta, half=True)
+    val = (run_dir / "val.csv").read_text().strip().splitlines()
+    card = [f"# {run_dir.name}", "", "Validation rounds (val.csv):", "",
+            "| " + " | ".join(val[0].split(",")) + " |", "|" + "---|" * len(val[0].split(",")),
+            *("| " + " | ".join(row.split(",")) + " |" for row in val[1:]), "",
+            f"val_bicubic.json: {(run_dir / 'val_bicubic.json').read_text().strip()}", "",
+            f"Adaptive variant (probe training accuracy {accuracy[-1]:.3f}); rule: "
+            f"{choice['rule']}. Kept: **{choice['variant']}**.", "", *_variant_table(choice), ""]
+    (out_dir / "card.md").write_text("\n".join(card) + "\n")
+    return path
 
 
 def _variant_table(choice: dict) -> list[str]:
@@ -548,7 +599,9 @@ def step_export(name: str, work: Path, run_name: str | None, cap: int,
     if r.adaptive:
         from satsr.inference.modelfile import apply_inference_options
 
-        gen, accuracy = with_probe(gen, work / "data" / r.eval_dataset)
+        probe, accuracy = fit_probe(work / "data" / r.eval_dataset, gen.scale,
+                                    work / "probe" / f"{r.eval_dataset}.pt")
+        gen = with_probe(gen, probe)
         choice = step_adaptive(gen, meta, run_dir / "adaptive", work / "data" / r.eval_dataset,
                                max(4, cap // 2), r.strength_floor_db)
         meta = {k: v for k, v in meta.items() if k != "adaptive"}
@@ -723,6 +776,10 @@ def main() -> None:
     t.add_argument("work", type=Path)
     t.add_argument("extra", nargs=argparse.REMAINDER,
                    help="More `satsr train` options (e.g. --workers).")
+    p = sub.add_parser("probe", help="Fit (and cache in WORK/probe) a recipe's aliasing "
+                       "probe; export uses the cached one.")
+    p.add_argument("name", choices=sorted(n for n, r in RECIPES.items() if r.adaptive))
+    p.add_argument("work", type=Path)
     e = sub.add_parser("export")
     e.add_argument("name", help="Bundled model name (satsr/assets/models/NAME.safetensors).")
     e.add_argument("work", type=Path)
@@ -742,6 +799,11 @@ def main() -> None:
         step_data(a.work, a.only)
     elif a.step == "train":
         step_train(a.name, a.work, a.extra)
+    elif a.step == "probe":
+        r = RECIPES[a.name]
+        _, acc = fit_probe(a.work / "data" / r.eval_dataset, 4,
+                           a.work / "probe" / f"{r.eval_dataset}.pt")
+        print(f"probe training accuracy per epoch: {', '.join(f'{x:.3f}' for x in acc)}")
     elif a.step == "export":
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         step_export(a.name, a.work, a.run, a.cap, a.before)

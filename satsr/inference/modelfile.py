@@ -69,6 +69,9 @@ def save_model(path: str | Path, generator: Generator, meta: dict[str, Any],
     path = Path(path)
     full = {"format": FORMAT, "arch": generator.arch(), "scale": generator.scale,
             "bands": generator.bands, "satsr_version": __version__, **meta}
+    # the generator describes itself: a stale "arch" in `meta` (a model re-saved with a
+    # probe added) must not win; keys keep their places, so nothing else changes
+    full.update(arch=generator.arch(), scale=generator.scale, bands=generator.bands)
     for key in ("scaling", "variant"):
         if key not in full:
             raise ValueError(f"model metadata needs {key!r}")
