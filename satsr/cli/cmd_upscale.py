@@ -148,9 +148,11 @@ def command(
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise SatsrError(f"several inputs share the output name {sorted(dup)[0]}")
+        for t in targets:  # never onto one of the inputs, a device...
+            check_output(t, overwrite, inputs=[*files, model], option="out")
     else:
         targets = [out / files[0].name if out.is_dir() else out]
-        check_output(targets[0], overwrite, source=files[0])
+        check_output(targets[0], overwrite, source=files[0], inputs=[model], option="out")
     engines: dict[str, Engine] = {}
 
     def engine_for(src: Path) -> Engine:

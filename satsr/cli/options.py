@@ -13,7 +13,8 @@ from satsr.errors import SatsrError
 #: Library argument names whose CLI spelling is not `--` + the name with dashes.
 FLAG_NAMES = {"models": "--model", "methods": "--method", "metrics": "--metric",
               "degradations": "--degradation", "data": "DATA", "config_file": "--config",
-              "sources": "SRC", "inputs": "IN"}
+              "sources": "SRC", "inputs": "IN", "datasets": "DATA",
+              "json_out": "--json", "csv_out": "--csv"}
 
 
 def flag(name: str) -> str:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.shutil
 from rasterio.enums import ColorInterp
 from rasterio.errors import NodataShadowWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window
@@ -400,7 +401,7 @@ class _GdalRecords(logging.Handler):
 
 
 @contextlib.contextmanager
-def gdal_checked(target: str | Path) -> Iterator[None]:
+def gdal_checked(target: str | Path, message: str | None = None) -> Iterator[None]:
     """Within the block, a GDAL error that rasterio only logs (e.g. "No space left on
     device" while flushing at close) or an ignored creation option raises SatsrError at the
     end of the block instead of letting a damaged output through."""
@@ -418,8 +419,35 @@ def gdal_checked(target: str | Path) -> Iterator[None]:
             lg.removeHandler(handler)
             lg.setLevel(level)
     if handler.errors:
+        if message is not None:
+            raise SatsrError(f"{message}: {handler.errors[0]}", option="co")
         raise SatsrError(f"cannot write {target}: GDAL: {handler.errors[0]}; nothing was "
                          f"published (an existing {Path(target).name} is left as it was)")
+
+
+def check_creation_options(profile: dict[str, Any], convert: tuple[str, dict[str, Any]] | None
+                           = None) -> None:
+    """Refuse, before any work, GDAL creation options (--co) GDAL would reject or ignore
+    (BLOCKXSIZE=7, COMPRESS=FOO): a 32x32 in-memory raster is made with `profile` (and copied
+    with `convert` = (driver, options) when the output is made by a copy: COG, PNG)."""
+    probe = {k: v for k, v in profile.items() if k not in ("crs", "transform", "nodata")}
+    probe.update(width=32, height=32)
+    token = secrets.token_hex(6)
+    names = [f"/vsimem/satsr-co-{token}.tif", f"/vsimem/satsr-co-{token}.out"]
+    what = "a creation option (co) is refused by GDAL"
+    try:
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"), gdal_checked(names[0], what):
+            with rasterio.open(names[0], "w", **probe) as dst:
+                dst.write(np.zeros((probe["count"], 32, 32), dtype=probe["dtype"]))
+            if convert is not None:
+                rasterio.shutil.copy(names[0], names[1], driver=convert[0], **convert[1])
+    except (RasterioError, CPLE_BaseError, ValueError, TypeError) as exc:
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise SatsrError(f"{what}: {detail}", option="co") from exc
+    finally:
+        for n in names:
+            with contextlib.suppress(Exception):
+                rasterio.shutil.delete(n)
 
 
 def _write_failure(exc: BaseException, target: Path) -> SatsrError | None:

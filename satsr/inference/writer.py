@@ -61,6 +61,7 @@ from satsr.inference.engine import (
 )
 from satsr.inference.tiling import TileGrid
 from satsr.progress import progress_bar
+from satsr.validation import check_nodata
 
 #: How upscale maps a raster to a model's units (see upscale_raster).
 SCALING_MODES = ("auto", "model", "input")
@@ -160,7 +161,8 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
 
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
-    raster.check_output(dst, overwrite, source=src)
+    raster.check_output(dst, overwrite, source=src,
+                        inputs=[model] if isinstance(model, (str, Path)) else ())
     if isinstance(model, Engine):
         if method is not None or scale is not None:
             raise SatsrError("method and scale apply when model is not an Engine",
@@ -180,6 +182,13 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
             plan = _plan(ds, src, dst, engine, bands, nodata, cog, scaling)
             s = engine.scale
             width, height = ds.width * s, ds.height * s
+            if creation_options:  # refused before any work, not ignored
+                direct = plan.driver == "GTiff" and not cog
+                raster.check_creation_options(
+                    _profile(ds, plan, s, stage_only=not direct,
+                             extra=creation_options if direct else None),
+                    None if direct else _convert_options(plan.driver, cog, creation_options,
+                                                         plan.dtype))
             with atomic_path(dst) as tmp:
                 stage = tmp if plan.driver == "GTiff" and not cog else \
                     tmp.with_name(tmp.name + ".stage.tif")
@@ -230,6 +239,7 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
     """Check the raster against the engine and the output format; decide masks and scaling."""
 
     sel, dtype = raster.select_one_dtype(ds, list(bands) if bands else None, src, "upscale")
+    check_nodata(nodata, dtype)
     if engine.bands is not None and len(sel) != engine.bands:
         n = engine.bands
         if ds.count < n:
@@ -434,6 +444,14 @@ def _refuse_inf(data: np.ndarray, ok: np.ndarray, bands: Sequence[int], row: int
 def _convert(stage: Path, target: Path, driver: str, cog: bool,
              creation_options: dict[str, str] | None, dtype: str) -> None:
     """Copy the staging GeoTIFF into the final format (COG with overviews, PNG or JPEG)."""
+    driver, co = _convert_options(driver, cog, creation_options, dtype)
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+        rasterio.shutil.copy(stage, target, driver=driver, **co)
+
+
+def _convert_options(driver: str, cog: bool, creation_options: dict[str, str] | None,
+                     dtype: str) -> tuple[str, dict[str, Any]]:
+    """The driver and creation options of the final copy (see _convert)."""
     co: dict[str, Any]
     if cog:
         kind = np.dtype(dtype).kind
@@ -447,5 +465,4 @@ def _convert(stage: Path, target: Path, driver: str, cog: bool,
         co = {"quality": 95}
     for k, v in (creation_options or {}).items():
         co[k.lower()] = v
-    with rasterio.Env(GDAL_PAM_ENABLED="NO"):
-        rasterio.shutil.copy(stage, target, driver=driver, **co)
+    return driver, co

@@ -123,6 +123,15 @@ class TrainConfig:
                      "log_every", "val_chips"):
             if getattr(self, name) < 1:
                 raise SatsrError(f"{name} must be at least 1", option=name)
+        from satsr.inference.modelfile import ARCH_LIMITS
+        from satsr.validation import check_seed
+
+        for name in ("n_blocks", "features"):  # what a model file may hold (and load)
+            lo, hi = ARCH_LIMITS[name]
+            if not lo <= getattr(self, name) <= hi:
+                raise SatsrError(f"{name} must be from {max(lo, 1)} to {hi}, not "
+                                 f"{getattr(self, name)}", option=name)
+        check_seed(self.seed)
         for name in ("checkpoint_every", "val_every"):
             if getattr(self, name) < 0:
                 raise SatsrError(f"{name} must be >= 0 (0 = only at the end / never)",

@@ -23,6 +23,7 @@ import contextlib
 import csv
 import json
 import math
+import os
 import random
 import shutil
 from collections.abc import Sequence
@@ -141,8 +142,16 @@ class RunDir:
             if not any((run / m).exists() for m in RUN_MARKERS):
                 raise SatsrError(f"{run} is not empty and does not look like a satsr run: "
                                  "refusing to delete it with overwrite", option="overwrite")
-        if not run.resolve().parent.is_dir():
-            raise SatsrError(f"run folder's parent does not exist: {run.resolve().parent}")
+        # a missing parent is made when the run starts; an unwritable place is refused now
+        parent = run.absolute().parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise SatsrError(f"cannot make run folder {run}: {parent} is not a folder",
+                             option="out")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise SatsrError(f"cannot make run folder {run}: no write permission in {parent}",
+                             option="out")
         return None
 
     def prepare(self, cfg: TrainConfig, loss_names: Sequence[str], *, fresh: bool,
