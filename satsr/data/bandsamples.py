@@ -65,7 +65,7 @@ def band_samples(datasets: Sequence[str | Path], out: str | Path, *,
     seen: list[Path] = []
     for d in datasets:
         if any(Path(d).resolve() == s for s in seen):
-            raise SatsrError(f"dataset {d} is given twice: every sample would be doubled",
+            raise SatsrError(f"datasets: {d} is given twice: every sample would be doubled",
                              option="datasets")
         seen.append(Path(d).resolve())
     check_output(out, overwrite, folder=True, inputs=list(datasets), make_parents=True)

@@ -414,6 +414,14 @@ def gdal_checked(target: str | Path, message: str | None = None) -> Iterator[Non
             lg.setLevel(logging.INFO)
     try:
         yield
+    except (RasterioError, CPLE_BaseError) as exc:  # a write GDAL refused (full disk...)
+        texts = [*handler.errors, str(exc), str(exc.__cause__ or "")]
+        failed = [t for t in texts if re.search(r"writ|space|too large|disk|flush", t, re.I)]
+        if not failed or message is not None:
+            raise
+        raise SatsrError(f"cannot write {target}: GDAL: {failed[0].splitlines()[0]}; nothing "
+                         f"was published (an existing {Path(target).name} is left as it "
+                         f"was)") from exc
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.removeHandler(handler)
