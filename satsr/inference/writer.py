@@ -41,6 +41,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from rasterio.control import GroundControlPoint
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
@@ -232,6 +233,7 @@ class _Plan:
     nudge: tuple[Any, Any] | None  # (nodata, replacement) for valid pixels equal to nodata
     tags: dict[str, str] = field(default_factory=dict)  # e.g. the input-measured scaling
     empty: tuple[int, ...] = ()  # 0-based bands holding no valid pixel: written as nodata
+    gcps: tuple[list[Any], Any] | None = None  # ground control points (scaled) and their CRS
 
 
 def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | None,
@@ -289,9 +291,24 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
     if driver == "PNG" and (dtype not in ("uint8", "uint16") or count > 4):
         raise SatsrError(f"PNG output holds 1 to 4 uint8/uint16 bands, not {count} x {dtype}: "
                          "write a .tif instead")
+    if any(ds.colorinterp[b - 1] == ColorInterp.palette for b in sel) and \
+            (engine.is_model or engine.name != "nearest"):
+        raise SatsrError(f"{src} is a paletted raster (class colours): a model or bicubic "
+                         f"would make class values that do not exist in it; use method "
+                         f"nearest", option="method")
     georef = ds.crs is not None
     keep_transform = georef or ds.transform != Affine.identity()
-    if not georef:
+    gcps, gcp_crs = ds.gcps
+    scaled_gcps = None
+    if not georef and gcps and gcp_crs is not None:  # control points, scaled to the output
+        s = engine.scale
+        scaled_gcps = ([GroundControlPoint(row=g.row * s, col=g.col * s, x=g.x, y=g.y,
+                                           z=g.z, id=g.id, info=g.info) for g in gcps],
+                       gcp_crs)
+        if driver != "GTiff":
+            warnings.warn(f"{driver} output cannot hold the control points of {src}: write "
+                          f"a .tif to keep the georeferencing", UpscaleWarning, stacklevel=3)
+    elif not georef:
         warnings.warn(f"{src} has no CRS: the output is written without georeferencing",
                       UpscaleWarning, stacklevel=3)
     elif driver != "GTiff":
@@ -315,7 +332,7 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
             nudge = (nd, dt.type(bump))
     return _Plan(sel, alpha, dtype, scaling, nodata if declared is None else None, nodata_out,
                  write_mask, driver, georef, keep_transform and driver == "GTiff", bf16,
-                 fill, nudge, tags, empty)
+                 fill, nudge, tags, empty, scaled_gcps)
 
 
 def _profile(ds: Any, plan: _Plan, s: int, stage_only: bool,
@@ -353,6 +370,8 @@ def _write_meta(out: Any, ds: Any, plan: _Plan, engine: Engine) -> None:
             [ColorInterp.alpha] * len(plan.alpha)
     except Exception:  # noqa: BLE001  (some band layouts refuse some interpretations)
         pass
+    if plan.gcps is not None and out.driver == "GTiff":
+        out.gcps = plan.gcps
     meta = engine.meta
     tags = {"SATSR_VERSION": __version__, "SATSR_SCALE": str(engine.scale),
             "SATSR_BANDS": ",".join(map(str, plan.bands))}
@@ -386,9 +405,15 @@ def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: 
         h, w = block.shape[1] // s, block.shape[2] // s
         lwin = Window(col // s, r // s, w, h)
         owin = Window(col, r, block.shape[2], block.shape[1])
-        ok = raster.valid_mask(ds, lwin, read_window(ds, plan.bands, lwin), plan.nodata_in)
-        ok = np.repeat(np.repeat(ok, s, axis=0), s, axis=1)
+        lr = read_window(ds, plan.bands, lwin)
+        ok_lr = raster.valid_mask(ds, lwin, lr, plan.nodata_in)
+        ok = np.repeat(np.repeat(ok_lr, s, axis=0), s, axis=1)
         vals = plan.scaling.from_unit(block, clip=not engine.unclipped)
+        if ok_lr.any():  # the value range of input and output, for the sanity check below
+            for key, arr, m in (("in", lr, ok_lr), ("out", vals, ok)):
+                v = arr[:, m]
+                lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+                seen[key] = (min(seen[key][0], lo), max(seen[key][1], hi))
         if plan.nudge is not None:  # a valid pixel must not read as nodata
             nd, bump = plan.nudge
             vals[(vals == nd) & ok[None]] = bump
@@ -403,6 +428,7 @@ def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: 
         if plan.write_mask:
             out.write_mask(np.where(ok, 255, 0).astype(np.uint8), window=owin)
 
+    seen = {"in": (math.inf, -math.inf), "out": (math.inf, -math.inf)}
     done = [0]
     task = None
     if prog is not None:
@@ -417,11 +443,17 @@ def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: 
             prog.update(task, advance=n, rate=rate)
 
     try:
-        return run_tiled(engine, ds.height, ds.width, read, emit, tile=tile, overlap=overlap,
+        grid = run_tiled(engine, ds.height, ds.width, read, emit, tile=tile, overlap=overlap,
                          batch_size=batch_size, bf16=plan.bf16, on_batch=on_batch)
     finally:
         if prog is not None:
             prog.stop()
+    (in_lo, in_hi), (out_lo, out_hi) = seen["in"], seen["out"]
+    if engine.is_model and in_hi > in_lo and out_hi == out_lo:
+        raise SatsrError(f"the model made every output pixel {out_lo:g} from an input that "
+                         f"is not constant ({in_lo:g} to {in_hi:g}): {engine.name} is damaged "
+                         f"or unfit for this raster; nothing was written")
+    return grid
 
 
 def _refuse_inf(data: np.ndarray, ok: np.ndarray, bands: Sequence[int], row: int,

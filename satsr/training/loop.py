@@ -152,7 +152,10 @@ class Trainer:
                     f"dataset {self.index.root} has {self.bands} {self.index.dtype} bands but "
                     f"the resumed run was trained on {ckpt['bands']} {ckpt.get('dtype')} bands")
             split = ckpt.get("train_split")  # absent from older checkpoints
-            if split is not None and split != self._train_split():
+            now = self._train_split()
+            if split is not None and (split["chips"] != now["chips"] or (
+                    split.get("content", now["content"]) != now["content"]) or (
+                    "content" not in split and split.get("digest") != now["digest"])):
                 raise SatsrError(
                     f"dataset {self.index.root} does not hold the train split the resumed run "
                     f"was trained on ({split['chips']} chips then, {n} now, or other chips)")
@@ -301,8 +304,14 @@ class Trainer:
         Lets a resume accept a moved dataset (`data` may change) but not a different one.
         """
         names = "\n".join(os.path.relpath(c, self.index.root) for c in self.train_chips)
+        # what each chip holds: its source raster (by name) and window; a dataset cut from
+        # other rasters, or elsewhere in them, is another dataset whatever its file names
+        content = "\n".join(f"{os.path.relpath(c.path, self.index.root)}|"
+                            f"{os.path.basename(c.source)}|{list(c.window)}"
+                            for c in self.index.split("train"))
         return {"chips": len(self.train_chips),
-                "digest": hashlib.sha256(names.encode()).hexdigest()}
+                "digest": hashlib.sha256(names.encode()).hexdigest(),
+                "content": hashlib.sha256(content.encode()).hexdigest()}
 
     def elapsed(self) -> float:
         """Seconds of training of this run, earlier (resumed) sessions included."""
