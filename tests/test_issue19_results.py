@@ -224,6 +224,7 @@ def test_gcp_georeferenced_rasters_keep_their_control_points_scaled(small, tmp_p
     (["--seed", "123456789012345678901"], "--seed"),
     (["--features", "100000"], "--features"),
     (["--n-blocks", "100000"], "--n-blocks"),  # the model loader caps at 256: so does train
+    (["--n-blocks", "256", "--features", "2048"], "--features"),  # a step of hours: the hang
 ])
 def test_train_numeric_options_are_refused_before_any_run_folder(args, needle, shared,
                                                                  tmp_path, capsys):
