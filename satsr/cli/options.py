@@ -22,6 +22,10 @@ def flag(name: str) -> str:
     return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
 
 
+#: A raster dtype as a word ("3 float64 bands" speaks of bands, not of --bands).
+DTYPE_WORD = r"u?int\d+|float\d+|complex\d+|bool"
+
+
 def cli_message(exc: SatsrError) -> str:
     """A library error as the CLI words it: the arguments it names shown as flags.
 
@@ -31,8 +35,9 @@ def cli_message(exc: SatsrError) -> str:
     parts = re.split(r"(\s+)", str(exc))
     for i in range(0, len(parts), 2):
         token, before = parts[i], parts[i - 2] if i >= 2 else ""
-        if token.startswith(("/", "~", ".")) or "\\" in token or re.search(r"\.\w", token) \
-                or re.fullmatch(r"\(?[\d.,]+", before):
+        if token.startswith(("/", "~", ".")) or "\\" in token or re.search(r"\.[A-Za-z_]", token) \
+                or re.fullmatch(r"\(?[\d.,]*\d", before) or re.fullmatch(DTYPE_WORD, before) \
+                or before in ("band", "model's"):
             continue
         for name in exc.options:
             token = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag(name), token)

@@ -259,8 +259,9 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
     tags: dict[str, str] = {}
     empty: tuple[int, ...] = ()
     if engine.bandwise and scaling_mode == "model":
-        raise SatsrError("a band-by-band model has no band scaling of its own: it measures "
-                         "each band on the input (scaling input or auto)", option="scaling")
+        raise SatsrError("a band-by-band model has no value ranges of its own: it measures "
+                         "each band on the input (give scaling input or auto)",
+                         option="scaling")
     if engine.scaling is None and not engine.bandwise:  # a baseline: the exact range
         scaling = exact_scaling(ds, sel, dtype, nodata)
     elif engine.scaling is not None and (scaling_mode == "model" or (
@@ -272,7 +273,15 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
                              option="scaling")
         scaling = engine.scaling
     else:
-        est = estimate_scaling(ds, sel, src, nodata)
+        if engine.bandwise or engine.scaling is None:
+            advice = ("a band-by-band model needs them: upscale a larger raster, or use "
+                      "method bicubic")
+        elif np.dtype(engine.scaling.dtype) == np.dtype(dtype):
+            advice = "use the model's own ranges with scaling model"
+        else:
+            advice = (f"the model's own ranges are for {engine.scaling.dtype} rasters: upscale "
+                      f"a larger raster, or use method bicubic")
+        est = estimate_scaling(ds, sel, src, nodata, advice=advice)
         scaling, tags, empty = est.scaling, est.tags(), tuple(est.empty)
     alpha = [b for b in alpha_bands(ds) if b not in sel]
     declared = ds.nodatavals[sel[0] - 1]

@@ -267,7 +267,8 @@ class Trainer:
             given = ", ".join(f"{n}={a!r}" for n, _, a in changed)
             raise SatsrError(f"cannot change {names} of a resumed run ({self.run_dir} was "
                              f"trained with {was}; given {given}); only "
-                             f"{', '.join(CHANGEABLE_ON_RESUME[2:])} may change")
+                             f"{', '.join(CHANGEABLE_ON_RESUME[2:])} may change",
+                             option=(*(n for n, _, _ in changed), *CHANGEABLE_ON_RESUME))
         world = int(ckpt.get("sampler", {}).get("world", self.dist.world))
         if world != self.dist.world:
             raise SatsrError(f"cannot resume {self.run_dir} on {self.dist.world} process(es): "
