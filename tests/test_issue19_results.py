@@ -287,3 +287,40 @@ def test_folder_outputs_get_their_missing_parents(small, tmp_path, capsys):
                             "2"], capsys)
     assert code == 0, err and (out / "index.geojson").is_file()
     shutil.rmtree(tmp_path / "fresh")
+
+
+# ------------------------------------------------------------------ messages
+
+
+def test_messages_name_flags_and_leave_counted_words_alone():
+    from satsr.cli.options import cli_message
+
+    exc = SatsrError("batch_size must be >= 1, chip_size >= 8, figure_crop >= 4",
+                     option=("batch_size", "chip_size", "figure_crop"))
+    assert cli_message(exc) == "--batch-size must be >= 1, --chip-size >= 8, --figure-crop >= 4"
+    exc = SatsrError("the rasters have 3 float64 bands (RGB); give bands 1,2,3", option="bands")
+    assert cli_message(exc) == "the rasters have 3 float64 bands (RGB); give --bands 1,2,3"
+    exc = SatsrError("no band scaling of its own (give scaling input)", option="scaling")
+    assert cli_message(exc) == "no band scaling of its own (give --scaling input)"
+
+
+def test_demo_with_the_multispectral_model_is_refused_before_writing(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code, _, err = run_cli(["demo", "-m", "satsr-ms-x4", "-o", str(out)], capsys)
+    refused(code, err, "band-by-band", "satsr upscale")
+    assert not out.exists()
+
+
+def test_a_run_killed_before_its_first_checkpoint_points_to_overwrite_only(shared, tmp_path,
+                                                                          capsys):
+    ds = write_dataset(tmp_path / "ds", shared / SRC, 32, {"train": 2, "val": 1})
+    run = tmp_path / "run"
+    train(tiny_config(ds, run, variant="mse", iterations=1))
+    (run / "checkpoint.pt").unlink()  # as kill -9 before the first checkpoint leaves it
+    (run / "model.safetensors").unlink()
+    code, _, err = run_cli(["train", "-o", str(run), "--resume"], capsys)
+    line = refused(code, err, "--overwrite")
+    assert "--resume" not in line.split("nothing to resume")[-1]
+    code, _, err = run_cli(["train", str(ds), "-o", str(run), "--iterations", "1"], capsys)
+    line = refused(code, err, "--overwrite")
+    assert "use --resume" not in line

@@ -134,8 +134,17 @@ class RunDir:
         if run.exists() and not run.is_dir():
             raise SatsrError(f"run folder {run} exists and is not a folder")
         if resume:
+            if run.is_dir() and not self.checkpoint.exists() and \
+                    any((run / m).exists() for m in RUN_MARKERS):
+                raise SatsrError(f"run {run} stopped before its first checkpoint: there is "
+                                 f"nothing to resume; start it again with overwrite",
+                                 option=("overwrite",))
             return load_checkpoint(self.checkpoint)
         if run.is_dir() and any(run.iterdir()):
+            if not overwrite and not self.checkpoint.exists():
+                raise SatsrError(f"run folder {run} is not empty and holds no checkpoint to "
+                                 f"resume (use overwrite to start it again)",
+                                 option="overwrite")
             if not overwrite:
                 raise SatsrError(f"run folder {run} is not empty (use resume to continue it "
                                  "or overwrite to start again)", option=("resume", "overwrite"))
