@@ -324,3 +324,13 @@ def test_a_run_killed_before_its_first_checkpoint_points_to_overwrite_only(share
     code, _, err = run_cli(["train", str(ds), "-o", str(run), "--iterations", "1"], capsys)
     line = refused(code, err, "--overwrite")
     assert "use --resume" not in line
+
+
+def test_on_a_non_terminal_long_runs_print_progress_lines(small, tmp_path, capsys,
+                                                          monkeypatch):
+    monkeypatch.setenv("SATSR_PROGRESS_EVERY", "0.001")  # every update, for the test
+    code, _, err = run_cli(["upscale", str(small), "-o", str(tmp_path / "o.tif"), "--method",
+                            "bicubic", "--tile", "18", "--overlap", "2"], capsys)
+    assert code == 0, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("satsr: progress: ")]
+    assert lines and all("/" in ln and " s" in ln for ln in lines), err

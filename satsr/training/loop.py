@@ -584,7 +584,7 @@ class Trainer:
             task = prog.add_task("", total=self.cfg.iterations, completed=start)
 
             def update(it: int) -> None:
-                if enabled:
+                if enabled or self.dist.is_writer:
                     desc = " ".join(f"{k}={v:.4g}" for k, v in self._last_losses.items())
                     prog.update(task, completed=it, description=desc)
 
