@@ -285,7 +285,14 @@ def test_folder_outputs_get_their_missing_parents(small, tmp_path, capsys):
     out = tmp_path / "fresh" / "data" / "l8"
     code, _, err = run_cli(["make-dataset", str(small), "-o", str(out), "--size", "16", "-n",
                             "2"], capsys)
-    assert code == 0, err and (out / "index.geojson").is_file()
+    assert code == 0, err
+    assert (out / "index.geojson").is_file()
+    run = tmp_path / "fresh" / "runs" / "advrec"
+    code, _, err = run_cli(["train", str(out), "-o", str(run), "--iterations", "1",
+                            "--hr-size", "16", "-b", "1", "--n-blocks", "1", "--features", "8",
+                            "--val-every", "0", "--variant", "mse", "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert (run / "model.safetensors").is_file()
     shutil.rmtree(tmp_path / "fresh")
 
 
@@ -334,3 +341,40 @@ def test_on_a_non_terminal_long_runs_print_progress_lines(small, tmp_path, capsy
     assert code == 0, err
     lines = [ln for ln in err.splitlines() if ln.startswith("satsr: progress: ")]
     assert lines and all("/" in ln and " s" in ln for ln in lines), err
+
+
+# ------------------------------------------------------------------ README, versions
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_has_quick_start_and_limitations_near_the_top_and_its_commands_first():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    heads = {ln: i for i, ln in enumerate(lines) if ln.startswith("## ")}
+    assert heads["## Quick start"] < 60 and heads["## Limitations"] < 100
+    assert lines[10] == "bash setup.sh && .venv/bin/satsr demo -o satsr-demo"
+    assert lines[13] == "bash setup.sh && .venv/bin/python -m pytest"
+
+
+def test_version_changelog_and_readme_agree(capsys):
+    import re
+
+    import satsr
+
+    major_minor = ".".join(satsr.__version__.split(".")[:2])
+    assert satsr.__version__ == "0.2.0"
+    assert 'attr = "satsr.__version__"' in (ROOT / "pyproject.toml").read_text()
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert re.search(rf"^## \[{re.escape(satsr.__version__)}\] - \d{{4}}-\d\d-\d\d$", changelog,
+                     re.M)
+    assert f"in {major_minor}" in (ROOT / "README.md").read_text()
+    code, out, _ = run_cli(["--version"], capsys)
+    assert code == 0 and out.strip() == f"satsr {satsr.__version__}"
+
+
+def test_models_shows_each_models_strength(capsys):
+    code, out, _ = run_cli(["models", "--json"], capsys)
+    assert code == 0
+    code, out, _ = run_cli(["models"], capsys)
+    assert code == 0 and "strength" in out and "0.75" in out
