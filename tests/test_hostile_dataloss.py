@@ -157,6 +157,13 @@ def test_4_a_full_disk_raises_keeps_the_old_file_and_publishes_nothing(src, tmp_
                  "--json", str(report), "--overwrite", cwd=tmp_path)
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
     assert "satsr: error: cannot write" in r.stderr and report.read_text() == "{}\n"
+    # a training checkpoint: one line, no traceback
+    r = _limited(30_000, "train", str(ws), "-o", str(tmp_path / "run"), "--iterations", "1",
+                 "--hr-size", "16", "-b", "1", "--n-blocks", "1", "--features", "8",
+                 "--val-every", "0", "--variant", "mse", "--device", "cpu", cwd=tmp_path)
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert "satsr: error: cannot write" in r.stderr and "checkpoint" in r.stderr
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
 # ------------------------------------------------------------------ 5, 6, 8: folders

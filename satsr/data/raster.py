@@ -462,7 +462,9 @@ def _write_failure(exc: BaseException, target: Path) -> SatsrError | None:
     """The one-line error for a write the OS refused (disk full...), else None."""
     if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
         detail = exc.strerror or str(exc)
-    elif isinstance(exc, RuntimeError) and re.search(r"fail\w* (to )?writ|write fail", str(exc)):
+    elif isinstance(exc, RuntimeError) and re.search(  # torch.save's words for a failed write
+            r"fail\w* (to )?writ|write fail|iostream error|unexpected pos|inline_container",
+            str(exc)):
         detail = "the file could not be written (disk full?)"
     else:
         return None
