@@ -395,8 +395,7 @@ class _GdalRecords(logging.Handler):
             m = re.search(r"msg='(.*)'", msg)
             self.errors.append(m.group(1) if m else msg)
         elif record.levelno >= logging.WARNING and ("creation option" in msg or
-                                                    "value not recognised" in msg or
-                                                    "not supported" in msg.lower()):
+                                                    "value not recognised" in msg):
             self.errors.append(re.sub(r"^CPLE_\w+ in ", "", msg))
 
 
