@@ -16,15 +16,14 @@ use, so `import satsr` (and the CLI's start-up) does not import torch.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from satsr.errors import SatsrError, SatsrWarning
 
-try:
-    __version__ = version("satsr")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+#: The one place the version is written: pyproject.toml reads it from here (dynamic), so
+#: `satsr --version`, the package metadata and the CHANGELOG's release heading agree, even
+#: in a source tree whose editable install is older.
+__version__ = "0.2.0"
 
 #: Public name -> the module that defines it (imported on first access).
 _LAZY = {

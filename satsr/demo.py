@@ -19,7 +19,7 @@ from satsr.evaluation import scoring as ev
 from satsr.evaluation.metrics import METRICS
 from satsr.inference.bundled import SAMPLE
 from satsr.inference.engine import load_engine
-from satsr.inference.modelfile import model_scaling, resolve_model_path
+from satsr.inference.modelfile import model_scaling, read_metadata, resolve_model_path
 from satsr.inference.writer import upscale_raster
 from satsr.nn.device import resolve_device
 
@@ -54,12 +54,18 @@ def run_demo(out: str | Path, *, model: str | Path | None = None, sample: str | 
         from satsr.inference.choice import choose_model
 
         model_path = choose_model(sample).path
+    if read_metadata(model_path).get("bandwise"):  # before anything is written
+        raise SatsrError(f"the demo scores RGB models against the RGB sample; "
+                         f"{Path(model_path).stem} is a band-by-band (multispectral) model: "
+                         f"run it with `satsr upscale RASTER -m {Path(model_path).stem} -o "
+                         f"OUT.tif`")
     if out.exists() and not out.is_dir():
         raise SatsrError(f"output exists and is not a folder: {out}")
     targets = {name: out / name for name in OUTPUTS}
-    out.mkdir(parents=True, exist_ok=True)
     for target in targets.values():
-        check_output(target, overwrite)
+        if out.is_dir():
+            check_output(target, overwrite, inputs=[sample, model_path])
+    out.mkdir(parents=True, exist_ok=True)
     dev = str(resolve_device(device))
 
     # 1. the georeferenced 4x GeoTIFF

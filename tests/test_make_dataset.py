@@ -318,7 +318,7 @@ def test_same_arguments_and_seed_give_byte_identical_output(shared, tmp_path):
     make_dataset(src, tmp_path / "a", **args)
     make_dataset(src, tmp_path / "b", **args)
     a, b = _digest(tmp_path / "a"), _digest(tmp_path / "b")
-    assert len(a) == 13 and a == b
+    assert len(a) == 14 and a == b  # 12 chips, the index and satsr's .satsr-output marker
     make_dataset(src, tmp_path / "c", **(args | {"seed": 8}))
     assert _digest(tmp_path / "c") != a
 
@@ -368,9 +368,14 @@ def test_cli_refuses_a_non_empty_output_without_overwrite(shared, tmp_path, caps
     base = ["make-dataset", src, "-o", str(out), "--size", "32", "--count", "6"]
     code, err = _run_cli(base, capsys)
     assert code == 2 and "--overwrite" in err and (out / "keep.txt").exists()
+    # issue 19: --overwrite never deletes a folder satsr did not write
     code, err = _run_cli([*base, "--overwrite"], capsys)
+    assert code == 2 and "not written by satsr" in err and (out / "keep.txt").exists()
+    (out / "keep.txt").unlink()
+    assert _run_cli(base, capsys)[0] == 0  # empty: made; then satsr's own: replaced
+    code, err = _run_cli([*base, "--overwrite", "--seed", "4"], capsys)
     assert code == 0, err
-    assert not (out / "keep.txt").exists() and len(DatasetIndex.read(out).chips) == 6
+    assert len(DatasetIndex.read(out).chips) == 6 and (out / ".satsr-output").is_file()
 
 
 def test_chip_counts_follow_area_not_the_number_of_positions():

@@ -57,8 +57,11 @@ def test_resume_with_other_batch_lr_or_crop_is_refused_in_one_line_and_writes_no
     code, _, err = run_cli(["train", "-o", str(run), "--resume", "-n", "2", "-b", "3",
                             "--lr", "1e-3", "--hr-size", "16"], capsys)
     err = _one_line_error(code, err)
-    assert "cannot change batch_size, hr_size, lr of a resumed run" in err, err
-    assert "batch_size=2" in err and "batch_size=3" in err and "lr=0.001" in err
+    assert "cannot change --batch-size, --hr-size, --lr of a resumed run" in err, err
+    assert "--batch-size=2" in err and "--batch-size=3" in err and "--lr=0.001" in err
+    # issue 19: no internal names (batch_size, channels_last) in what the user reads
+    assert "_" not in err.split(" was trained")[1].split(";")[1], err
+    assert "only --iterations, --device, --amp, --channels-last" in err, err
     assert {n: (run / n).read_bytes() for n in saved} == saved  # config.yaml not rewritten
 
 

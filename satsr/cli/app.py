@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -62,6 +63,9 @@ app.command("demo")(cmd_demo.command)
 EXIT_TERMINATED = 143
 #: Exit status after Ctrl-C (128 + 2).
 EXIT_INTERRUPTED = 130
+
+#: Seconds between progress lines when stderr is not a terminal (satsr.progress.LINE_EVERY).
+LINE_EVERY_S = 30.0
 
 #: The signal that is stopping the current main() call, if any.
 _stopped_by: int | None = None
@@ -156,6 +160,24 @@ def _printable_streams() -> Iterator[None]:
                 stream.reconfigure(errors=errors)
 
 
+@contextlib.contextmanager
+def _progress_lines() -> Iterator[None]:
+    """Where stderr is not a terminal no bar is drawn: long runs print a progress line every
+    LINE_EVERY_S seconds ($SATSR_PROGRESS_EVERY seconds when set; 0: none)."""
+    import satsr.progress
+
+    every: float | None = LINE_EVERY_S
+    with contextlib.suppress(ValueError):
+        every = float(os.environ.get("SATSR_PROGRESS_EVERY", LINE_EVERY_S))
+    tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    before = satsr.progress.LINE_EVERY
+    satsr.progress.LINE_EVERY = None if tty or not every or every <= 0 else every
+    try:
+        yield
+    finally:
+        satsr.progress.LINE_EVERY = before
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit.
 
@@ -166,7 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     """
     global _stopped_by
     _stopped_by = None
-    with _printable_streams(), _one_line_warnings(), _signals_stop_cleanly():
+    with _progress_lines(), _printable_streams(), _one_line_warnings(), \
+            _signals_stop_cleanly():
         try:
             app(args=argv, prog_name="satsr")
         except SystemExit as exc:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
 
 from satsr.cli.options import device_option, overwrite_option, progress_option
-from satsr.errors import MetricUnavailableWarning, showing_warnings
+from satsr.errors import MetricUnavailableWarning, printable, showing_warnings
 from satsr.evaluation.scoring import PAIR_MAX_PIXELS, write_figure
 
 # Deferred imports: torch, rasterio and rich (and the satsr modules that import them) are
@@ -95,16 +96,18 @@ def command(
 
     from rich.console import Console
 
-    from satsr.data.raster import check_output
+    from satsr.data.raster import check_distinct_outputs, check_output
     from satsr.evaluation.evaluate import evaluate
 
-    for target in (json_out, csv_out, figure):
+    outputs = [("--json", json_out), ("--csv", csv_out), ("--figure", figure)]
+    check_distinct_outputs(outputs)  # all before any work: no half-written set of outputs
+    inputs = [*(data or []), *(model or []), pred, ref, weights_dir]
+    for flag_name, target in outputs:
         if target is not None:
-            check_output(target, overwrite)
-    err = Console(stderr=True)
+            check_output(target, overwrite, inputs=inputs, option=flag_name)
     with showing_warnings(MetricUnavailableWarning,
-                          lambda msg: err.print(f"[yellow]warning:[/yellow] {msg}",
-                                                highlight=False, soft_wrap=True)):
+                          lambda msg: print(f"satsr: warning: {printable(msg)}",
+                                            file=sys.stderr)):
         result = evaluate(data or None, models=model or (), methods=method or None,
                           metrics=metric or None, pred=pred, ref=ref, colorspace=colorspace,
                           rgb=rgb, scale=scale, degradations=degradation or None, seed=seed,

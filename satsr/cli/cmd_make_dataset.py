@@ -45,7 +45,8 @@ def command(
                                           "multiple of --size)."),
     co: list[str] | None = creation_options_option("GeoTIFF creation option for chips "
                                                    "(repeatable)."),
-    overwrite: bool = overwrite_option("Replace a non-empty output folder."),
+    overwrite: bool = overwrite_option("Replace an output folder satsr wrote (one holding "
+                                       "anything else is never deleted)."),
     split_file: Path | None = typer.Option(
         None, "--split-file", show_default=False,
         help="Reuse the blocks and splits of a split file (e.g. examples/splits/shared.json); "

@@ -53,7 +53,8 @@ def command(
 
 #: (column header, key of _row) of the models table.
 COLUMNS = (("name", "name"), ("variant", "variant"), ("scale", "scale"), ("bands", "bands"),
-           ("dtype", "dtype"), ("iters", "iterations"), ("crop", "hr crop"),
+           ("dtype", "dtype"), ("strength", "strength"), ("iters", "iterations"),
+           ("crop", "hr crop"),
            ("weights", "weights"), ("card", "card"))
 
 
@@ -70,6 +71,9 @@ def _row(m: Any, default: bool) -> dict[str, str]:
         "scale": f"x{meta.get('scale', '?')}",
         "bands": str(meta.get("bands", "?")),
         "dtype": str(meta.get("dtype", "?")),
+        # the correction strength upscale uses by default (--strength overrides it)
+        "strength": (f"{float(meta['strength']):g}" if "strength" in meta
+                     else "1" if arch.get("residual") else "-"),
         "iterations": str(meta.get("iterations", "?")),
         "hr crop": f"{meta.get('data', {}).get('hr_size', '?')} px",
         "weights": f"{m.path.name}, {m.path.stat().st_size / 2**20:.1f} MB",

@@ -138,16 +138,31 @@ def command(
 
     from rich.console import Console
 
-    from satsr.data.raster import parse_bands
+    from satsr.data.raster import check_output, parse_bands
     from satsr.inference.batch import FAILED, SKIPPED, upscale_rasters
+    from satsr.inference.engine import load_engine
     from satsr.nn.device import resolve_device
 
     _check_values(tile, overlap, batch_size, bands, scale, strength)
     files, several = expand_inputs(inputs)
     creation = parse_creation_options(co)
     band_list = parse_bands(bands)
-    if several and not out.is_dir():
-        raise SatsrError(f"with several inputs, -o must be an existing folder: {out}")
+    if several:
+        if not out.is_dir():
+            raise SatsrError(f"with several inputs, -o must be an existing folder: {out}")
+        targets = [out / f.name for f in files]
+        names = [t.name for t in targets]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise SatsrError(f"several inputs share the output name {sorted(dup)[0]}")
+    else:
+        targets = [out / files[0].name if out.is_dir() else out]
+    # never onto one of the inputs or a device, checked before any work; an existing
+    # output is left to --skip-existing (complete ones are skipped) or --overwrite
+    for t in targets:
+        check_output(t, overwrite or skip_existing, inputs=[*files, model], option="out")
+    if model is not None or method is not None:  # a bad model or method fails before work
+        load_engine(model, method, scale, device, strength)
     err = Console(stderr=True)
 
     def on_file(outcome: Any, result: Any) -> None:

@@ -13,12 +13,17 @@ from satsr.errors import SatsrError
 #: Library argument names whose CLI spelling is not `--` + the name with dashes.
 FLAG_NAMES = {"models": "--model", "methods": "--method", "metrics": "--metric",
               "degradations": "--degradation", "data": "DATA", "config_file": "--config",
-              "sources": "SRC", "inputs": "IN"}
+              "sources": "SRC", "inputs": "IN", "datasets": "DATA",
+              "json_out": "--json", "csv_out": "--csv"}
 
 
 def flag(name: str) -> str:
     """The CLI spelling of a library argument name: batch_size -> --batch-size."""
     return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+
+
+#: A raster dtype as a word ("3 float64 bands" speaks of bands, not of --bands).
+DTYPE_WORD = r"u?int\d+|float\d+|complex\d+|bool"
 
 
 def cli_message(exc: SatsrError) -> str:
@@ -30,8 +35,9 @@ def cli_message(exc: SatsrError) -> str:
     parts = re.split(r"(\s+)", str(exc))
     for i in range(0, len(parts), 2):
         token, before = parts[i], parts[i - 2] if i >= 2 else ""
-        if token.startswith(("/", "~", ".")) or "\\" in token or re.search(r"\.\w", token) \
-                or re.fullmatch(r"\(?[\d.,]+", before):
+        if token.startswith(("/", "~", ".")) or "\\" in token or re.search(r"\.[A-Za-z_]", token) \
+                or re.fullmatch(r"\(?[\d.,]*\d", before) or re.fullmatch(DTYPE_WORD, before) \
+                or before in ("band", "model's"):
             continue
         for name in exc.options:
             token = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag(name), token)

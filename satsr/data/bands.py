@@ -147,7 +147,8 @@ def _sample_windows(width: int, height: int, n: int, side: int) -> list[Window]:
 
 def estimate_scaling(ds: Any, bands: Sequence[int], path: str | Path | None = None,
                      nodata: float | None = None, windows: int = 64, side: int = 256,
-                     min_pixels: int = MIN_PIXELS) -> RangeEstimate:
+                     min_pixels: int = MIN_PIXELS,
+                     advice: str = "use a larger raster") -> RangeEstimate:
     """Per-band [p0.1, p99.9] of `bands` (1-based) measured on the raster (see module doc).
 
     A band whose sample holds no valid pixel gets a placeholder range (it is all nodata and
@@ -193,7 +194,7 @@ def estimate_scaling(ds: Any, bands: Sequence[int], path: str | Path | None = No
     if max(counts, default=0) < min_pixels:
         raise SatsrError(f"{where} is too small to estimate its value range from the input "
                          f"({max(counts, default=0)} valid pixels per band, at least "
-                         f"{min_pixels} needed): use the model's scaling instead")
+                         f"{min_pixels} needed): {advice}")
     return RangeEstimate(BandScaling(str(np.dtype(dtype)), tuple(lo), tuple(hi)), method,
                          counts, empty)
 

@@ -26,7 +26,7 @@ import rasterio
 
 from satsr.data.bands import band_names, estimate_scaling
 from satsr.data.index import INDEX_NAME, SPLITS, DatasetIndex
-from satsr.data.raster import atomic_dir, gdal_env, open_raster, read_window
+from satsr.data.raster import atomic_dir, check_output, gdal_env, open_raster, read_window
 from satsr.data.scaling import BandScaling
 from satsr.errors import SatsrError
 
@@ -61,8 +61,15 @@ def band_samples(datasets: Sequence[str | Path], out: str | Path, *,
     """
     if not datasets:
         raise SatsrError("give at least one dataset folder")
-    indexes = [DatasetIndex.read(d) for d in datasets]
     out = Path(out)
+    seen: list[Path] = []
+    for d in datasets:
+        if any(Path(d).resolve() == s for s in seen):
+            raise SatsrError(f"datasets: {d} is given twice: every sample would be doubled",
+                             option="datasets")
+        seen.append(Path(d).resolve())
+    check_output(out, overwrite, folder=True, inputs=list(datasets), make_parents=True)
+    indexes = [DatasetIndex.read(d) for d in datasets]
     ranges: dict[str, list[tuple[float, float]]] = {}
     names: dict[str, list[str | None]] = {}
     for idx in indexes:
@@ -73,7 +80,7 @@ def band_samples(datasets: Sequence[str | Path], out: str | Path, *,
     counts = {sp: 0 for sp in SPLITS}
     features: list[dict[str, Any]] = []
     gsd: list[float] = []
-    with atomic_dir(out, overwrite) as tmp:
+    with atomic_dir(out, overwrite, "band-samples") as tmp:
         for sp in SPLITS:
             (tmp / "chips" / sp).mkdir(parents=True)
         n = 0

@@ -39,6 +39,7 @@ from satsr.data.index import INDEX_NAME, SPLITS
 from satsr.data.raster import (
     atomic_dir,
     atomic_path,
+    check_creation_options,
     check_output,
     gdal_env,
     ground_resolution,
@@ -65,6 +66,7 @@ from satsr.data.scaling import BandScaling
 from satsr.data.splitfile import SourceSplit, SplitFile
 from satsr.errors import SatsrError, SatsrWarning
 from satsr.progress import progress_bar
+from satsr.validation import check_nodata, check_seed
 
 #: Version of the index layout written here (see satsr.data.index).
 INDEX_FORMAT = 1
@@ -222,6 +224,7 @@ def _open_source(path: str | Path, size: int, bands: list[int] | None,
             raise SatsrError(f"{path} is {ds.width}x{ds.height} px, smaller than size {size}",
                              option="size")
         sel, dtype = select_one_dtype(ds, bands, path, "learn")
+        check_nodata(nodata, dtype)
         georef = ds.crs is not None
         if not georef:
             warnings.warn(f"{path} has no CRS: its chips carry none and its footprints are in "
@@ -310,8 +313,7 @@ def make_dataset(
         raise SatsrError(f"size must be at least 8 px, not {size}", option="size")
     if count < 1:
         raise SatsrError(f"count must be at least 1, not {count}", option="count")
-    if seed < 0:
-        raise SatsrError(f"seed must be >= 0, not {seed}", option="seed")
+    check_seed(seed)
     if not 0.0 <= max_nodata <= 1.0:
         raise SatsrError(f"max_nodata is a fraction from 0 to 1, not {max_nodata}",
                          option="max_nodata")
@@ -325,7 +327,15 @@ def make_dataset(
                          "file, not both")
     fractions = parse_split(split)
     out = Path(out)
-    check_output(out, overwrite, folder=True)
+    given = [*sources, aoi, split_file if not isinstance(split_file, SplitFile) else None]
+    check_output(out, overwrite, folder=True, inputs=given, make_parents=True)
+    if write_split is not None:  # all before any work: never onto an input or into out
+        check_output(write_split, overwrite, inputs=given, option="write_split")
+        if Path(write_split).absolute().parent == out.absolute() or \
+                out.absolute() in Path(write_split).absolute().parents:
+            raise SatsrError(f"write_split {write_split} lies inside the output folder {out}, "
+                             f"which this run replaces: save it beside it",
+                             option=("write_split", "out"))
     band_list = list(bands) if bands is not None else None
     aoi_geom = read_aoi(aoi) if aoi is not None else None
     max_invalid = int(math.floor(max_nodata * size * size + 1e-9))
@@ -343,6 +353,10 @@ def make_dataset(
                 raise SatsrError(f"sources differ: {first.path} gives {len(first.bands)} "
                                  f"{first.dtype} bands, {s.path} gives {len(s.bands)} {s.dtype}")
         dtype = first.dtype
+        if creation_options:  # refused before any work, not ignored
+            check_creation_options({"driver": "GTiff", "count": len(first.bands),
+                                    "dtype": dtype, **_creation_options(dtype,
+                                                                        creation_options)})
 
         # blocks and their usable positions ---------------------------------------------
         side = (plan.block if plan is not None else
@@ -441,7 +455,7 @@ def make_dataset(
 
         # cut ------------------------------------------------------------------------------
         co = _creation_options(dtype, creation_options)
-        with atomic_dir(out, overwrite) as tmp:
+        with atomic_dir(out, overwrite, "make-dataset") as tmp:
             umask = os.umask(0)
             os.umask(umask)
             tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; give it a folder's usual mode

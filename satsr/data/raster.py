@@ -11,12 +11,15 @@ removes the parts its dead predecessors left (see `remove_stale_parts`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import logging
 import os
 import re
 import secrets
 import shutil
 import socket
+import stat
 import tempfile
 import warnings
 import weakref
@@ -26,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.shutil
 from rasterio.enums import ColorInterp
 from rasterio.errors import NodataShadowWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window
@@ -370,24 +374,143 @@ def _gdal_folder(folder: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+#: OS errors that mean "the write could not be done" (disk full, file too large, quota,
+#: read-only file system, I/O error), whatever wrote: GDAL, json, torch.save.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO}
+#: GDAL loggers (rasterio's error handler) whose records gdal_checked reads.
+_GDAL_LOGGERS = ("rasterio._env", "rasterio._err")
+
+
+class _GdalRecords(logging.Handler):
+    """Collects the GDAL errors rasterio only logs (a failed flush at close, a full disk),
+    and the warnings of a creation option GDAL ignores (COMPRESS=FOO)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.errors: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if "GDAL signalled an error" in msg:
+            m = re.search(r"msg='(.*)'", msg)
+            self.errors.append(m.group(1) if m else msg)
+        elif record.levelno >= logging.WARNING and ("creation option" in msg or
+                                                    "value not recognised" in msg):
+            self.errors.append(re.sub(r"^CPLE_\w+ in ", "", msg))
+
+
+@contextlib.contextmanager
+def gdal_checked(target: str | Path, message: str | None = None) -> Iterator[None]:
+    """Within the block, a GDAL error that rasterio only logs (e.g. "No space left on
+    device" while flushing at close) or an ignored creation option raises SatsrError at the
+    end of the block instead of letting a damaged output through."""
+    handler = _GdalRecords()
+    loggers = [logging.getLogger(n) for n in _GDAL_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        if lg.getEffectiveLevel() > logging.INFO:
+            lg.setLevel(logging.INFO)
+    try:
+        yield
+    except (RasterioError, CPLE_BaseError) as exc:  # a write GDAL refused (full disk...)
+        texts = [*handler.errors, str(exc), str(exc.__cause__ or "")]
+        failed = [t for t in texts if re.search(r"writ|space|too large|disk|flush", t, re.I)]
+        if not failed or message is not None:
+            raise
+        raise SatsrError(f"cannot write {target}: GDAL: {failed[0].splitlines()[0]}; nothing "
+                         f"was published (an existing {Path(target).name} is left as it "
+                         f"was)") from exc
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+    if handler.errors:
+        if message is not None:
+            raise SatsrError(f"{message}: {handler.errors[0]}", option="co")
+        raise SatsrError(f"cannot write {target}: GDAL: {handler.errors[0]}; nothing was "
+                         f"published (an existing {Path(target).name} is left as it was)")
+
+
+def check_creation_options(profile: dict[str, Any], convert: tuple[str, dict[str, Any]] | None
+                           = None) -> None:
+    """Refuse, before any work, GDAL creation options (--co) GDAL would reject or ignore
+    (BLOCKXSIZE=7, COMPRESS=FOO): a 32x32 in-memory raster is made with `profile` (and copied
+    with `convert` = (driver, options) when the output is made by a copy: COG, PNG)."""
+    probe = {k: v for k, v in profile.items() if k not in ("crs", "transform", "nodata")}
+    probe.update(width=32, height=32)
+    token = secrets.token_hex(6)
+    names = [f"/vsimem/satsr-co-{token}.tif", f"/vsimem/satsr-co-{token}.out"]
+    what = "a creation option (co) is refused by GDAL"
+    try:
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"), gdal_checked(names[0], what):
+            with rasterio.open(names[0], "w", **probe) as dst:
+                dst.write(np.zeros((probe["count"], 32, 32), dtype=probe["dtype"]))
+            if convert is not None:
+                rasterio.shutil.copy(names[0], names[1], driver=convert[0], **convert[1])
+    except (RasterioError, CPLE_BaseError, ValueError, TypeError) as exc:
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise SatsrError(f"{what}: {detail}", option="co") from exc
+    finally:
+        for n in names:
+            with contextlib.suppress(Exception):
+                rasterio.shutil.delete(n)
+
+
+def _write_failure(exc: BaseException, target: Path) -> SatsrError | None:
+    """The one-line error for a write the OS refused (disk full...), else None."""
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+        detail = exc.strerror or str(exc)
+    elif isinstance(exc, RuntimeError) and re.search(  # torch.save's words for a failed write
+            r"fail\w* (to )?writ|write fail|iostream error|unexpected pos|inline_container",
+            str(exc)):
+        detail = "the file could not be written (disk full?)"
+    else:
+        return None
+    return SatsrError(f"cannot write {target}: {detail}; nothing was published (an existing "
+                      f"{target.name} is left as it was)")
+
+
+def _fsync(path: Path) -> None:
+    """Flush a written file to the disk, so a full disk shows now, not after the rename."""
+    with contextlib.suppress(IsADirectoryError, PermissionError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only on success.
 
     The temporary is `.NAME.HOST-PID-RANDOM.part`: deleted on any exception (SIGTERM
     becomes one in the CLI), and by the next write of `target` if this process is killed
-    outright. Its path is one GDAL can write even where `target`'s is not UTF-8.
+    outright. Its path is one GDAL can write even where `target`'s is not UTF-8. Every write
+    is checked: a GDAL error rasterio only logs, a full disk (ENOSPC, EFBIG, ...) raise
+    SatsrError, and `target` is left as it was.
     """
     target = Path(target)
     _clean_before_write(target)
-    fd, tmp = tempfile.mkstemp(prefix=_part_prefix(target), suffix=".part", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_part_prefix(target), suffix=".part",
+                                   dir=target.parent)
+    except OSError as exc:
+        raise SatsrError(f"cannot write {target}: {exc.strerror or exc}") from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        with _gdal_folder(target.parent) as gdal_parent:
+        with _gdal_folder(target.parent) as gdal_parent, gdal_checked(target):
             yield gdal_parent / tmp_path.name
+        _fsync(tmp_path)
         publish_mode(tmp_path)
         os.replace(tmp_path, target)
+    except (OSError, RuntimeError) as exc:
+        failure = _write_failure(exc, target)
+        if failure is None:
+            raise
+        raise failure from exc
     finally:
         tmp_path.unlink(missing_ok=True)
         # GDAL may leave sidecars (.aux.xml, .msk) beside the temporary file
@@ -411,38 +534,148 @@ def select_one_dtype(ds: Any, bands: Sequence[int] | None, name: str | Path,
     return sel, dtypes.pop()
 
 
-def check_output(path: str | Path, overwrite: bool, *, folder: bool = False,
-                 source: str | Path | None = None) -> None:
-    """The overwrite policy of every output, checked before any work is done.
+#: The file satsr writes in every output folder it makes (make-dataset, band-samples): a
+#: non-empty folder without it (or a satsr index) was not written by satsr, and --overwrite
+#: never deletes it.
+OUTPUT_MARKER = ".satsr-output"
+#: Files that mark a folder as a satsr output written before OUTPUT_MARKER existed.
+_INDEX = "index.geojson"
+_LEGACY_MARKERS = (_INDEX,)
 
-    An existing output is refused unless `overwrite` (a `folder` output: a non-empty one), so
-    is an output of the wrong kind (a folder for a file, a file for a folder), a file output
-    that is its own `source`, and an output whose parent folder does not exist.
+
+def _satsr_folder(path: Path) -> bool:
+    """Whether folder `path` holds satsr's marker, or a satsr dataset index."""
+    if (path / OUTPUT_MARKER).is_file():
+        return True
+    for name in _LEGACY_MARKERS:
+        with contextlib.suppress(OSError, ValueError):
+            with (path / name).open("rb") as f:
+                if b'"satsr"' in f.read(4096):
+                    return True
+    return False
+
+
+def write_marker(folder: str | Path, verb: str) -> None:
+    """Mark `folder` as an output of satsr's `verb` (see OUTPUT_MARKER)."""
+    (Path(folder) / OUTPUT_MARKER).write_text(
+        f'{{"written_by": "satsr", "verb": "{verb}"}}\n')
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file or folder (through links, .., bind mounts)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    """Whether `child` is `parent` or lies under it (resolved)."""
+    c, p = child.resolve(), parent.resolve()
+    return c == p or p in c.parents
+
+
+def _existing_ancestor(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_output(path: str | Path, overwrite: bool, *, folder: bool = False,
+                 source: str | Path | None = None,
+                 inputs: Sequence[str | Path | None] = (), option: str = "out",
+                 make_parents: bool = False) -> None:
+    """The output-path policy of every verb, checked before any work is done (as rasterio's
+    rio/helpers.py resolve_inout).
+
+    An output never resolves onto one of the run's `inputs` (or `source`), never lies above
+    one (a folder output: --overwrite would delete it), is never a device, pipe or other
+    non-regular file, and an existing non-empty folder is replaced (with `overwrite`) only
+    when satsr wrote it (see OUTPUT_MARKER). An existing output is refused without
+    `overwrite`; so is one of the wrong kind (a folder for a file, a file for a folder), and
+    one in a place this user cannot write. A missing parent folder is refused, or, with
+    `make_parents`, left for the writer to create. `option` names the flag of the output
+    in messages.
     """
     path = Path(path)
-    if folder:
-        if path.exists() and not path.is_dir():
-            raise SatsrError(f"output exists and is not a folder: {path}")
-        if path.is_dir() and any(path.iterdir()) and not overwrite:
-            raise SatsrError(f"output folder {path} is not empty (use overwrite to replace it)",
-                             option="overwrite")
-    else:
-        if path.is_dir():
-            raise SatsrError(f"output is a folder, not a file: {path}")
-        if path.exists():
-            if source is not None and Path(source).exists() and \
-                    path.resolve() == Path(source).resolve():
-                raise SatsrError(f"output would replace its own input: {path}")
+    ins = [Path(p) for p in (*inputs, source) if p is not None]
+    for src in ins:
+        if not src.exists():
+            continue
+        if (path.exists() or path.is_symlink()) and _same(path, src):
+            raise SatsrError(f"{option} {path} would replace an input of this run: {src}",
+                             option=option)
+        if folder and _inside(src, path):
+            raise SatsrError(f"{option} {path} holds an input of this run ({src}): choose "
+                             f"an output folder apart from the inputs", option=option)
+    if path.exists() or path.is_symlink():
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:  # a dangling symlink
+            raise SatsrError(f"{option} {path} is a broken link: remove it or choose another "
+                             f"path", option=option) from exc
+        if folder:
+            if not stat.S_ISDIR(mode):
+                raise SatsrError(f"{option} exists and is not a folder: {path}", option=option)
+            if any(path.iterdir()):
+                if not overwrite:
+                    raise SatsrError(f"output folder {path} is not empty (use overwrite to "
+                                     f"replace it)", option="overwrite")
+                if not _satsr_folder(path):
+                    raise SatsrError(f"{path} is not empty and was not written by satsr (no "
+                                     f"{OUTPUT_MARKER}): refusing to delete it with "
+                                     f"overwrite; choose another {option}",
+                                     option=("overwrite", option))
+        else:
+            if stat.S_ISDIR(mode):
+                raise SatsrError(f"{option} is a folder, not a file: {path}", option=option)
+            if not stat.S_ISREG(mode):
+                raise SatsrError(f"{option} {path} is a device, pipe or socket, not a regular "
+                                 f"file: satsr never replaces one", option=option)
             if not overwrite:
                 raise SatsrError(f"output exists: {path} (use overwrite to replace it)",
                                  option="overwrite")
-    parent = path.resolve().parent
+    parent = path.absolute().parent
     if not parent.is_dir():
-        raise SatsrError(f"output folder does not exist: {parent}")
+        if parent.exists() or not make_parents:
+            raise SatsrError(f"output folder does not exist: {parent}", option=option)
+        parent = _existing_ancestor(parent)
+        if not parent.is_dir():
+            raise SatsrError(f"cannot make the folder of {option} {path}: {parent} is not a "
+                             f"folder", option=option)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SatsrError(f"cannot write {option} {path}: no write permission in {parent}",
+                         option=option)
+
+
+def make_parents(path: str | Path) -> None:
+    """Create the missing parent folders of output `path` (after check_output passed)."""
+    parent = Path(path).absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SatsrError(f"cannot make folder {parent}: {exc.strerror or exc}") from exc
+
+
+def check_distinct_outputs(outputs: Sequence[tuple[str, str | Path | None]]) -> None:
+    """Refuse two outputs of one run (flag, path) that name the same file."""
+    seen: list[tuple[str, Path]] = []
+    for flag_name, p in outputs:
+        if p is None:
+            continue
+        q = Path(p)
+        for other_flag, other in seen:
+            if q.absolute() == other.absolute() or (q.exists() and other.exists()
+                                                    and _same(q, other)):
+                raise SatsrError(f"{other_flag} and {flag_name} name the same file {q}: "
+                                 f"give each its own path", option=(other_flag, flag_name))
+        seen.append((flag_name, q))
 
 
 @contextlib.contextmanager
-def atomic_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(target: str | Path, overwrite: bool = False, verb: str = "satsr"
+               ) -> Iterator[Path]:
     """Build a folder beside `target` and move it into place only on success.
 
     Refuses a non-empty `target` unless `overwrite`; an interrupted build leaves `target`
@@ -450,13 +683,15 @@ def atomic_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
     on an exception, by the next build of `target` after a kill -9).
     """
     target = Path(target)
-    check_output(target, overwrite, folder=True)
+    check_output(target, overwrite, folder=True, make_parents=True)
+    make_parents(target)
     parent = target.resolve().parent
     _clean_before_write(parent / target.name)
     tmp = Path(tempfile.mkdtemp(prefix=_part_prefix(target), suffix=".part", dir=parent))
     try:
-        with _gdal_folder(parent) as gdal_parent:
+        with _gdal_folder(parent) as gdal_parent, gdal_checked(target):
             yield gdal_parent / tmp.name
+        write_marker(tmp, verb)
         if target.exists():
             old = parent / f"{_part_prefix(target)}{secrets.token_hex(4)}.old"
             os.replace(target, old)
@@ -464,6 +699,11 @@ def atomic_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
+    except (OSError, RuntimeError) as exc:
+        failure = _write_failure(exc, target)
+        if failure is None:
+            raise
+        raise failure from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.crs
 
 from satsr.data.index import SPLITS
 from satsr.data.raster import gdal_env, open_raster
@@ -111,16 +112,25 @@ class SplitFile:
         try:
             sources = []
             for s in doc["sources"]:
-                blocks = [(int(c), int(r), int(w), int(h), str(sp))
+                blocks = [(_whole(c, "block col"), _whole(r, "block row"),
+                           _whole(w, "block width"), _whole(h, "block height"), str(sp))
                           for c, r, w, h, sp in s["blocks"]]
-                bad = [b for b in blocks if b[4] not in SPLITS or b[2] < 1 or b[3] < 1]
+                width, height = _whole(s["width"], "width"), _whole(s["height"], "height")
+                bad = [b for b in blocks if b[4] not in SPLITS or b[2] < 1 or b[3] < 1
+                       or b[0] < 0 or b[1] < 0 or b[0] + b[2] > width or b[1] + b[3] > height]
                 if bad:
                     raise ValueError(f"block {list(bad[0])} of {s['name']}")
-                sources.append(SourceSplit(str(s["name"]), int(s["width"]), int(s["height"]),
-                                           s.get("crs"), tuple(float(v) for v in s["transform"]),
-                                           blocks))
-            fractions = parse_split([float(f) for f in doc["fractions"]])
-            out = cls(int(doc["block"]), fractions, int(doc.get("seed", 0)), sources, p)
+                crs = s.get("crs")
+                if crs is not None and not isinstance(crs, str):
+                    raise ValueError(f"crs {crs!r} of {s['name']}")
+                sources.append(SourceSplit(str(s["name"]), width, height, crs,
+                                           tuple(_number(v, "transform")
+                                                 for v in s["transform"]), blocks))
+            fractions = parse_split([_number(f, "fractions") for f in doc["fractions"]])
+            block = _whole(doc["block"], "block")
+            if block < 8:
+                raise ValueError(f"block {block} (at least 8 px)")
+            out = cls(block, fractions, _whole(doc.get("seed", 0), "seed"), sources, p)
         except SatsrError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
@@ -128,6 +138,12 @@ class SplitFile:
         names = [s.name for s in out.sources]
         if len(set(names)) != len(names):
             raise SatsrError(f"split file {p} lists a source name twice")
+        for s in out.sources:
+            clash = _overlap(s.blocks)
+            if clash is not None:
+                a, b = clash
+                raise SatsrError(f"split file {p} leaks: in {s.name}, block {list(a)} overlaps "
+                                 f"block {list(b)}; every pixel must be in one split only")
         return out
 
     def source_for(self, path: str | Path, ds: rasterio.io.DatasetReader) -> SourceSplit:
@@ -147,11 +163,47 @@ class SplitFile:
         if any(abs(a - b) > 0.01 * px for a, b in zip(t, entry.transform, strict=False)):
             raise SatsrError(f"{path} has another transform than {entry.name} in split file "
                              f"{where} (a different raster with the same name?)")
+        crs = ds.crs.to_string() if ds.crs else None
+        if (crs is None) != (entry.crs is None) or (
+                crs is not None and entry.crs is not None
+                and rasterio.crs.CRS.from_user_input(entry.crs) != ds.crs):
+            raise SatsrError(f"{path} has CRS {crs or 'none'} but split file {where} "
+                             f"describes {entry.name} in {entry.crs or 'none'} (a different "
+                             f"raster with the same name?)")
         return entry
 
     def blocks_for(self, source: int, entry: SourceSplit) -> list[Block]:
         """Block objects (with their split) of one source, in file order."""
         return [Block(source, c, r, w, h, split=sp) for c, r, w, h, sp in entry.blocks]
+
+
+def _whole(v: Any, what: str) -> int:
+    """A JSON integer (not true/false, not 2.5, not "256")."""
+    if type(v) is not int:
+        raise ValueError(f"{what} {v!r} is not a whole number")
+    return v
+
+
+def _number(v: Any, what: str) -> float:
+    """A JSON number (not true/false, not a string)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"{what} {v!r} is not a number")
+    return float(v)
+
+
+Rect = tuple[int, int, int, int, str]
+
+
+def _overlap(blocks: Sequence[Rect]) -> tuple[Rect, Rect] | None:
+    """Two blocks that share a pixel (a sweep along columns), or None."""
+    order = sorted(blocks, key=lambda b: (b[0], b[1]))
+    for i, a in enumerate(order):
+        for b in order[i + 1:]:
+            if b[0] >= a[0] + a[2]:
+                break
+            if b[1] < a[1] + a[3] and a[1] < b[1] + b[3]:
+                return a, b
+    return None
 
 
 def plan_split(paths: Sequence[str | Path], block: int, fractions: Sequence[float],

@@ -21,6 +21,7 @@ from satsr.errors import SatsrError
 from satsr.evaluation import scoring as ev
 from satsr.evaluation.metrics import COLORSPACES, parse_metrics
 from satsr.nn.device import resolve_device
+from satsr.validation import check_scale, check_seed
 
 PathLike = str | Path
 
@@ -83,6 +84,8 @@ def evaluate(data: PathLike | Sequence[PathLike] | None = None, *,
                          option="colorspace")
     names = parse_metrics([metrics] if isinstance(metrics, str) else metrics)
     check_sizes(batch_size, chip_size, figure_crop, max_pixels)
+    check_scale(scale)
+    check_seed(seed)
     dev = str(resolve_device(device))
     if (pred is None) != (ref is None):
         raise SatsrError("pred and ref go together", option=("pred", "ref"))
@@ -105,7 +108,8 @@ def evaluate(data: PathLike | Sequence[PathLike] | None = None, *,
         if not paths:
             raise SatsrError("give data (a make-dataset folder or rasters), or pred and ref",
                              option=("data", "pred", "ref"))
-        eval_scale = scale or (ev.model_file_scale(model_paths[0]) if model_paths else 4)
+        eval_scale = scale if scale is not None else (
+            ev.model_file_scale(model_paths[0]) if model_paths else 4)
         if len(paths) == 1 and paths[0].is_dir():
             samples, total, scaling, info = ev.dataset_samples(paths[0])
         else:

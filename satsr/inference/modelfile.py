@@ -20,14 +20,18 @@ file (and the tensor). The metadata lives under the header key "satsr" as JSON:
                   is scaled by 1 below the probe's p = lo, 0 above hi (satsr.nn.aliasing)
     zero_mean     (optional) remove each tile's mean correction per band
     satsr_version version that wrote the file
+    weights_sha256 SHA-256 of the tensors (see weights_digest), verified on load; a file
+                  without it (written before 0.2) loads with a warning that it is unverified
     iterations    training iterations done
     data          a short summary of the training data
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +43,7 @@ from safetensors.torch import save_file
 from satsr import __version__
 from satsr.data.raster import atomic_path
 from satsr.data.scaling import BandScaling
-from satsr.errors import SatsrError
+from satsr.errors import SatsrError, SatsrWarning
 from satsr.inference.bundled import bundled_model
 from satsr.nn.aliasing import check_adaptive
 from satsr.nn.generator import SCALES, UPSAMPLERS, Generator
@@ -78,9 +82,24 @@ def save_model(path: str | Path, generator: Generator, meta: dict[str, Any],
     dtype = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
                for k, v in generator.state_dict().items()}
+    full["weights_sha256"] = weights_digest(tensors)
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata={"satsr": json.dumps(full)})
     return path
+
+
+def _digest_update(h: Any, name: str, t: torch.Tensor) -> None:
+    h.update(f"{name}\0{str(t.dtype)}\0{list(t.shape)}\0".encode())
+    h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a model file's tensors as stored: each name, dtype, shape and bytes, in
+    name order. Flipped bytes that leave every weight finite still change it."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        _digest_update(h, k, tensors[k].detach().cpu())
+    return h.hexdigest()
 
 
 #: First bytes of PyTorch / pickle checkpoints: a zip archive (torch.save) or a pickle stream
@@ -196,10 +215,14 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return _check_meta(p, meta)
 
 
-def _read_weights(p: Path, ref: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _read_weights(p: Path, ref: dict[str, torch.Tensor], digest: Any = None
+                  ) -> dict[str, torch.Tensor]:
     """The file's tensors, checked one by one against the architecture's `ref` (names, shapes,
-    kinds) and for non-finite values, so a damaged file is named with its damaged tensor."""
+    kinds) and for non-finite values, so a damaged file is named with its damaged tensor.
+    With `digest` (the metadata's weights_sha256) the tensors must match it; without, a
+    warning says the weights are unverified."""
     tensors: dict[str, torch.Tensor] = {}
+    h = hashlib.sha256()
     with safe_open(str(p), framework="pt") as f:
         keys = set(f.keys())
         missing, extra = sorted(set(ref) - keys), sorted(keys - set(ref))
@@ -215,6 +238,7 @@ def _read_weights(p: Path, ref: dict[str, torch.Tensor]) -> dict[str, torch.Tens
                 raise SatsrError(f"{p} holds weights that do not fit its architecture (tensor "
                                  f"{k!r} is {list(t.shape)} {t.dtype}, the architecture needs "
                                  f"{list(want.shape)} {want.dtype})")
+            _digest_update(h, k, t)
             if t.is_floating_point():
                 bad = int((~torch.isfinite(t)).sum())
                 if bad:
@@ -222,6 +246,12 @@ def _read_weights(p: Path, ref: dict[str, torch.Tensor]) -> dict[str, torch.Tens
                                      "value(s) (NaN or inf); use an intact copy of the model")
                 t = t.float()
             tensors[k] = t
+    if digest is None:
+        warnings.warn(f"{p} has no weights checksum (written before satsr 0.2): its weights "
+                      f"are unverified", SatsrWarning, stacklevel=3)
+    elif not isinstance(digest, str) or h.hexdigest() != digest.lower():
+        raise SatsrError(f"{p} is damaged: its weights do not match the checksum in its "
+                         f"metadata; use an intact copy of the model")
     return tensors
 
 
@@ -238,7 +268,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
     with torch.device("meta"):  # the expected names and shapes, without allocating them
         ref = Generator(**arch).state_dict()
     try:
-        tensors = _read_weights(p, ref)
+        tensors = _read_weights(p, ref, meta.get("weights_sha256"))
         gen = Generator(**arch)
         gen.load_state_dict(tensors)
     except (SafetensorError, RuntimeError, OSError, ValueError, TypeError) as exc:

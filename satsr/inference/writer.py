@@ -41,6 +41,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from rasterio.control import GroundControlPoint
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
@@ -61,6 +62,7 @@ from satsr.inference.engine import (
 )
 from satsr.inference.tiling import TileGrid
 from satsr.progress import progress_bar
+from satsr.validation import check_nodata
 
 #: How upscale maps a raster to a model's units (see upscale_raster).
 SCALING_MODES = ("auto", "model", "input")
@@ -160,7 +162,8 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
 
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
-    raster.check_output(dst, overwrite, source=src)
+    raster.check_output(dst, overwrite, source=src,
+                        inputs=[model] if isinstance(model, (str, Path)) else ())
     if isinstance(model, Engine):
         if method is not None or scale is not None:
             raise SatsrError("method and scale apply when model is not an Engine",
@@ -180,6 +183,13 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
             plan = _plan(ds, src, dst, engine, bands, nodata, cog, scaling)
             s = engine.scale
             width, height = ds.width * s, ds.height * s
+            if creation_options:  # refused before any work, not ignored
+                direct = plan.driver == "GTiff" and not cog
+                raster.check_creation_options(
+                    _profile(ds, plan, s, stage_only=not direct,
+                             extra=creation_options if direct else None),
+                    None if direct else _convert_options(plan.driver, cog, creation_options,
+                                                         plan.dtype))
             with atomic_path(dst) as tmp:
                 stage = tmp if plan.driver == "GTiff" and not cog else \
                     tmp.with_name(tmp.name + ".stage.tif")
@@ -223,6 +233,7 @@ class _Plan:
     nudge: tuple[Any, Any] | None  # (nodata, replacement) for valid pixels equal to nodata
     tags: dict[str, str] = field(default_factory=dict)  # e.g. the input-measured scaling
     empty: tuple[int, ...] = ()  # 0-based bands holding no valid pixel: written as nodata
+    gcps: tuple[list[Any], Any] | None = None  # ground control points (scaled) and their CRS
 
 
 def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | None,
@@ -230,6 +241,7 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
     """Check the raster against the engine and the output format; decide masks and scaling."""
 
     sel, dtype = raster.select_one_dtype(ds, list(bands) if bands else None, src, "upscale")
+    check_nodata(nodata, dtype)
     if engine.bands is not None and len(sel) != engine.bands:
         n = engine.bands
         if ds.count < n:
@@ -247,8 +259,9 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
     tags: dict[str, str] = {}
     empty: tuple[int, ...] = ()
     if engine.bandwise and scaling_mode == "model":
-        raise SatsrError("a band-by-band model has no band scaling of its own: it measures "
-                         "each band on the input (scaling input or auto)", option="scaling")
+        raise SatsrError("a band-by-band model has no value ranges of its own: it measures "
+                         "each band on the input (give scaling input or auto)",
+                         option="scaling")
     if engine.scaling is None and not engine.bandwise:  # a baseline: the exact range
         scaling = exact_scaling(ds, sel, dtype, nodata)
     elif engine.scaling is not None and (scaling_mode == "model" or (
@@ -260,7 +273,15 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
                              option="scaling")
         scaling = engine.scaling
     else:
-        est = estimate_scaling(ds, sel, src, nodata)
+        if engine.bandwise or engine.scaling is None:
+            advice = ("a band-by-band model needs them: upscale a larger raster, or use "
+                      "method bicubic")
+        elif np.dtype(engine.scaling.dtype) == np.dtype(dtype):
+            advice = "use the model's own ranges with scaling model"
+        else:
+            advice = (f"the model's own ranges are for {engine.scaling.dtype} rasters: upscale "
+                      f"a larger raster, or use method bicubic")
+        est = estimate_scaling(ds, sel, src, nodata, advice=advice)
         scaling, tags, empty = est.scaling, est.tags(), tuple(est.empty)
     alpha = [b for b in alpha_bands(ds) if b not in sel]
     declared = ds.nodatavals[sel[0] - 1]
@@ -279,9 +300,24 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
     if driver == "PNG" and (dtype not in ("uint8", "uint16") or count > 4):
         raise SatsrError(f"PNG output holds 1 to 4 uint8/uint16 bands, not {count} x {dtype}: "
                          "write a .tif instead")
+    if any(ds.colorinterp[b - 1] == ColorInterp.palette for b in sel) and \
+            (engine.is_model or engine.name != "nearest"):
+        raise SatsrError(f"{src} is a paletted raster (class colours): a model or bicubic "
+                         f"would make class values that do not exist in it; use method "
+                         f"nearest", option="method")
     georef = ds.crs is not None
     keep_transform = georef or ds.transform != Affine.identity()
-    if not georef:
+    gcps, gcp_crs = ds.gcps
+    scaled_gcps = None
+    if not georef and gcps and gcp_crs is not None:  # control points, scaled to the output
+        s = engine.scale
+        scaled_gcps = ([GroundControlPoint(row=g.row * s, col=g.col * s, x=g.x, y=g.y,
+                                           z=g.z, id=g.id, info=g.info) for g in gcps],
+                       gcp_crs)
+        if driver != "GTiff":
+            warnings.warn(f"{driver} output cannot hold the control points of {src}: write "
+                          f"a .tif to keep the georeferencing", UpscaleWarning, stacklevel=3)
+    elif not georef:
         warnings.warn(f"{src} has no CRS: the output is written without georeferencing",
                       UpscaleWarning, stacklevel=3)
     elif driver != "GTiff":
@@ -305,7 +341,7 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
             nudge = (nd, dt.type(bump))
     return _Plan(sel, alpha, dtype, scaling, nodata if declared is None else None, nodata_out,
                  write_mask, driver, georef, keep_transform and driver == "GTiff", bf16,
-                 fill, nudge, tags, empty)
+                 fill, nudge, tags, empty, scaled_gcps)
 
 
 def _profile(ds: Any, plan: _Plan, s: int, stage_only: bool,
@@ -343,6 +379,8 @@ def _write_meta(out: Any, ds: Any, plan: _Plan, engine: Engine) -> None:
             [ColorInterp.alpha] * len(plan.alpha)
     except Exception:  # noqa: BLE001  (some band layouts refuse some interpretations)
         pass
+    if plan.gcps is not None and out.driver == "GTiff":
+        out.gcps = plan.gcps
     meta = engine.meta
     tags = {"SATSR_VERSION": __version__, "SATSR_SCALE": str(engine.scale),
             "SATSR_BANDS": ",".join(map(str, plan.bands))}
@@ -376,9 +414,15 @@ def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: 
         h, w = block.shape[1] // s, block.shape[2] // s
         lwin = Window(col // s, r // s, w, h)
         owin = Window(col, r, block.shape[2], block.shape[1])
-        ok = raster.valid_mask(ds, lwin, read_window(ds, plan.bands, lwin), plan.nodata_in)
-        ok = np.repeat(np.repeat(ok, s, axis=0), s, axis=1)
+        lr = read_window(ds, plan.bands, lwin)
+        ok_lr = raster.valid_mask(ds, lwin, lr, plan.nodata_in)
+        ok = np.repeat(np.repeat(ok_lr, s, axis=0), s, axis=1)
         vals = plan.scaling.from_unit(block, clip=not engine.unclipped)
+        if ok_lr.any():  # the value range of input and output, for the sanity check below
+            for key, arr, m in (("in", lr, ok_lr), ("out", vals, ok)):
+                v = arr[:, m]
+                lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+                seen[key] = (min(seen[key][0], lo), max(seen[key][1], hi))
         if plan.nudge is not None:  # a valid pixel must not read as nodata
             nd, bump = plan.nudge
             vals[(vals == nd) & ok[None]] = bump
@@ -393,6 +437,7 @@ def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: 
         if plan.write_mask:
             out.write_mask(np.where(ok, 255, 0).astype(np.uint8), window=owin)
 
+    seen = {"in": (math.inf, -math.inf), "out": (math.inf, -math.inf)}
     done = [0]
     task = None
     if prog is not None:
@@ -407,11 +452,17 @@ def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: 
             prog.update(task, advance=n, rate=rate)
 
     try:
-        return run_tiled(engine, ds.height, ds.width, read, emit, tile=tile, overlap=overlap,
+        grid = run_tiled(engine, ds.height, ds.width, read, emit, tile=tile, overlap=overlap,
                          batch_size=batch_size, bf16=plan.bf16, on_batch=on_batch)
     finally:
         if prog is not None:
             prog.stop()
+    (in_lo, in_hi), (out_lo, out_hi) = seen["in"], seen["out"]
+    if engine.is_model and in_hi > in_lo and out_hi == out_lo:
+        raise SatsrError(f"the model made every output pixel {out_lo:g} from an input that "
+                         f"is not constant ({in_lo:g} to {in_hi:g}): {engine.name} is damaged "
+                         f"or unfit for this raster; nothing was written")
+    return grid
 
 
 def _refuse_inf(data: np.ndarray, ok: np.ndarray, bands: Sequence[int], row: int,
@@ -434,6 +485,14 @@ def _refuse_inf(data: np.ndarray, ok: np.ndarray, bands: Sequence[int], row: int
 def _convert(stage: Path, target: Path, driver: str, cog: bool,
              creation_options: dict[str, str] | None, dtype: str) -> None:
     """Copy the staging GeoTIFF into the final format (COG with overviews, PNG or JPEG)."""
+    driver, co = _convert_options(driver, cog, creation_options, dtype)
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+        rasterio.shutil.copy(stage, target, driver=driver, **co)
+
+
+def _convert_options(driver: str, cog: bool, creation_options: dict[str, str] | None,
+                     dtype: str) -> tuple[str, dict[str, Any]]:
+    """The driver and creation options of the final copy (see _convert)."""
     co: dict[str, Any]
     if cog:
         kind = np.dtype(dtype).kind
@@ -447,5 +506,4 @@ def _convert(stage: Path, target: Path, driver: str, cog: bool,
         co = {"quality": 95}
     for k, v in (creation_options or {}).items():
         co[k.lower()] = v
-    with rasterio.Env(GDAL_PAM_ENABLED="NO"):
-        rasterio.shutil.copy(stage, target, driver=driver, **co)
+    return driver, co

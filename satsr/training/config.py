@@ -123,6 +123,22 @@ class TrainConfig:
                      "log_every", "val_chips"):
             if getattr(self, name) < 1:
                 raise SatsrError(f"{name} must be at least 1", option=name)
+        from satsr.inference.modelfile import ARCH_LIMITS
+        from satsr.validation import check_seed
+
+        for name in ("n_blocks", "features"):  # what a model file may hold (and load)
+            lo, hi = ARCH_LIMITS[name]
+            if not lo <= getattr(self, name) <= hi:
+                raise SatsrError(f"{name} must be from {max(lo, 1)} to {hi}, not "
+                                 f"{getattr(self, name)}", option=name)
+        weights = 18 * self.features ** 2 * self.n_blocks  # two 3x3 convs per block
+        if weights > MAX_GENERATOR_WEIGHTS:
+            raise SatsrError(f"n_blocks {self.n_blocks} with features {self.features} make a "
+                             f"generator of {weights / 1e6:.0f} M weights (at most "
+                             f"{MAX_GENERATOR_WEIGHTS // 10**6} M: the bundled models have "
+                             f"0.8 M); a step would take hours and tens of GB",
+                             option=("n_blocks", "features"))
+        check_seed(self.seed)
         for name in ("checkpoint_every", "val_every"):
             if getattr(self, name) < 0:
                 raise SatsrError(f"{name} must be >= 0 (0 = only at the end / never)",
@@ -171,6 +187,12 @@ class TrainConfig:
             raise SatsrError("no dataset given (DATA argument or `data` in --config)")
         if not self.out:
             raise SatsrError("no run folder given (-o RUN or `out` in --config)")
+
+
+#: The largest generator train accepts (weights of its residual blocks): 256 blocks of 256
+#: features, or 64 of 512. Beyond, a step takes hours on a CPU and memory grows past what a
+#: machine has, and a run stopped with SIGTERM would wait for that step.
+MAX_GENERATOR_WEIGHTS = 320 * 10**6
 
 
 #: Every option's declaration, by name.

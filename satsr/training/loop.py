@@ -152,7 +152,10 @@ class Trainer:
                     f"dataset {self.index.root} has {self.bands} {self.index.dtype} bands but "
                     f"the resumed run was trained on {ckpt['bands']} {ckpt.get('dtype')} bands")
             split = ckpt.get("train_split")  # absent from older checkpoints
-            if split is not None and split != self._train_split():
+            now = self._train_split()
+            if split is not None and (split["chips"] != now["chips"] or (
+                    split.get("content", now["content"]) != now["content"]) or (
+                    "content" not in split and split.get("digest") != now["digest"])):
                 raise SatsrError(
                     f"dataset {self.index.root} does not hold the train split the resumed run "
                     f"was trained on ({split['chips']} chips then, {n} now, or other chips)")
@@ -264,7 +267,8 @@ class Trainer:
             given = ", ".join(f"{n}={a!r}" for n, _, a in changed)
             raise SatsrError(f"cannot change {names} of a resumed run ({self.run_dir} was "
                              f"trained with {was}; given {given}); only "
-                             f"{', '.join(CHANGEABLE_ON_RESUME[2:])} may change")
+                             f"{', '.join(CHANGEABLE_ON_RESUME[2:])} may change",
+                             option=(*(n for n, _, _ in changed), *CHANGEABLE_ON_RESUME))
         world = int(ckpt.get("sampler", {}).get("world", self.dist.world))
         if world != self.dist.world:
             raise SatsrError(f"cannot resume {self.run_dir} on {self.dist.world} process(es): "
@@ -301,8 +305,14 @@ class Trainer:
         Lets a resume accept a moved dataset (`data` may change) but not a different one.
         """
         names = "\n".join(os.path.relpath(c, self.index.root) for c in self.train_chips)
+        # what each chip holds: its source raster (by name) and window; a dataset cut from
+        # other rasters, or elsewhere in them, is another dataset whatever its file names
+        content = "\n".join(f"{os.path.relpath(c.path, self.index.root)}|"
+                            f"{os.path.basename(c.source)}|{list(c.window)}"
+                            for c in self.index.split("train"))
         return {"chips": len(self.train_chips),
-                "digest": hashlib.sha256(names.encode()).hexdigest()}
+                "digest": hashlib.sha256(names.encode()).hexdigest(),
+                "content": hashlib.sha256(content.encode()).hexdigest()}
 
     def elapsed(self) -> float:
         """Seconds of training of this run, earlier (resumed) sessions included."""
@@ -574,7 +584,7 @@ class Trainer:
             task = prog.add_task("", total=self.cfg.iterations, completed=start)
 
             def update(it: int) -> None:
-                if enabled:
+                if enabled or self.dist.is_writer:
                     desc = " ".join(f"{k}={v:.4g}" for k, v in self._last_losses.items())
                     prog.update(task, completed=it, description=desc)
 

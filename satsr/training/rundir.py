@@ -23,6 +23,7 @@ import contextlib
 import csv
 import json
 import math
+import os
 import random
 import shutil
 from collections.abc import Sequence
@@ -133,16 +134,33 @@ class RunDir:
         if run.exists() and not run.is_dir():
             raise SatsrError(f"run folder {run} exists and is not a folder")
         if resume:
+            if run.is_dir() and not self.checkpoint.exists() and \
+                    any((run / m).exists() for m in RUN_MARKERS):
+                raise SatsrError(f"run {run} stopped before its first checkpoint: there is "
+                                 f"nothing to resume; start it again with overwrite",
+                                 option=("overwrite",))
             return load_checkpoint(self.checkpoint)
         if run.is_dir() and any(run.iterdir()):
+            if not overwrite and not self.checkpoint.exists():
+                raise SatsrError(f"run folder {run} is not empty and holds no checkpoint to "
+                                 f"resume (use overwrite to start it again)",
+                                 option="overwrite")
             if not overwrite:
                 raise SatsrError(f"run folder {run} is not empty (use resume to continue it "
                                  "or overwrite to start again)", option=("resume", "overwrite"))
             if not any((run / m).exists() for m in RUN_MARKERS):
                 raise SatsrError(f"{run} is not empty and does not look like a satsr run: "
                                  "refusing to delete it with overwrite", option="overwrite")
-        if not run.resolve().parent.is_dir():
-            raise SatsrError(f"run folder's parent does not exist: {run.resolve().parent}")
+        # a missing parent is made when the run starts; an unwritable place is refused now
+        parent = run.absolute().parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise SatsrError(f"cannot make run folder {run}: {parent} is not a folder",
+                             option="out")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise SatsrError(f"cannot make run folder {run}: no write permission in {parent}",
+                             option="out")
         return None
 
     def prepare(self, cfg: TrainConfig, loss_names: Sequence[str], *, fresh: bool,
