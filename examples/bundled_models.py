@@ -377,7 +377,6 @@ def step_strength(name: str, r: Recipe, work: Path, path: Path, cap: int) -> dic
 #: between two probability thresholds; all with the zero-mean correction.
 ADAPTIVE_GRID: dict[str, dict] = {
     "fixed 1": {"strength": 1.0, "adaptive": None},
-    "fixed 0.5": {"strength": 0.5, "adaptive": None},
     "adaptive 0.3-0.6": {"strength": 1.0, "adaptive": [0.3, 0.6]},
     "adaptive 0.5-0.8": {"strength": 1.0, "adaptive": [0.5, 0.8]},
 }
@@ -603,7 +602,7 @@ def step_export(name: str, work: Path, run_name: str | None, cap: int,
                                     work / "probe" / f"{r.eval_dataset}.pt")
         gen = with_probe(gen, probe)
         choice = step_adaptive(gen, meta, run_dir / "adaptive", work / "data" / r.eval_dataset,
-                               max(4, cap // 2), r.strength_floor_db)
+                               max(2, cap // 2), r.strength_floor_db)
         meta = {k: v for k, v in meta.items() if k != "adaptive"}
         meta.update(strength=choice["strength"], zero_mean=True)
         if choice["adaptive"] is not None:
