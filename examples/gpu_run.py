@@ -444,14 +444,17 @@ def train_stage(r: Run, name: str, data: Path, seconds: float, reserve: float) -
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     args = stage_args(r, name)
     pilot = 2 if r.a.quick else r.a.pilot
-    base = [*SATSR, "train", str(data), "-o", str(run_dir), *args]
-    rc, tail = r.child([*base, "-n", str(pilot), "--val-every", str(pilot), "--overwrite"],
-                       r.left() - reserve)
+
+    def cmd(n: int, every: int) -> list[str]:
+        return _set(_set(args, ("-n", "--iterations"), str(n)), ("--val-every",), str(every))
+
+    base = [*SATSR, "train", str(data), "-o", str(run_dir)]
+    rc, tail = r.child([*base, *cmd(pilot, pilot), "--overwrite"], r.left() - reserve)
     if rc:
         r.report(name, {"seconds": round(time.time() - t, 1), "rc": rc, "phase": "pilot",
                         "tail": _tail(tail)})
         return False
-    done, rate = _log_rate(run_dir)
+    _, rate = _log_rate(run_dir)
     wall_left = r.left() - reserve - 20  # the resumed process's start and last validation
     budget = max(0.0, min(seconds, wall_left))
     total = max(pilot + 1, int(rate * budget))
@@ -459,8 +462,8 @@ def train_stage(r: Run, name: str, data: Path, seconds: float, reserve: float) -
         total = min(total, pilot + 2)
     rounds = 1 if r.a.quick else 2 if name == "rgb-pre" else 5
     every = max(1, total // rounds)
-    rc, tail = r.child([*base, "-n", str(total), "--val-every", str(every), "--resume"],
-                       r.left() - reserve + 10)
+    args = cmd(total, every)
+    rc, tail = r.child([*base, *args, "--resume"], r.left() - reserve + 10)
     res: dict[str, Any] = {"seconds": round(time.time() - t, 1), "rc": rc,
                            "pilot_iterations": pilot, "pilot_it_per_s": round(rate, 2),
                            "budget_s": round(budget, 1), "iterations_planned": total,
