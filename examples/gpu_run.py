@@ -21,9 +21,14 @@ command of at most 8 minutes on an H200.
    Everything comes back in $OUT (at most 8 files, as the tool allows):
    gpu_run.json (the summary: one entry per step), gpu_run.jsonl (the same, one JSON line
    per step as it finishes), log.txt (the children's output), val-rgb-pre.csv and
-   val-rgb-ft.csv (the stages' val logs), and either final/ (what
-   `bundled_models.finalize` wrote, when examples/bundled_models.py has it) or
-   satsr-rgb-x4.safetensors + card.md (the selected round, fp16, no adaptive strength).
+   val-rgb-ft.csv (the stages' val logs), satsr-rgb-x4.safetensors + card.md (the model,
+   fp16: `bundled_models.finalize`'s, with the adaptive strength, where it can run there, else
+   the selected round as the trainer left it), and rgb-ft-run.tar (stage 2's model, val logs
+   and config, to run finalize on the CPU machine when it could not run on the GPU one:
+   finalize scores vgg-l, and VGG16's LPIPS weights do not fit in the carry):
+
+       tar xf rgb-ft-run.tar -C WORK
+       python examples/gpu_run.py finalize WORK/rgb-ft gpu-carry/data/rgb8 FINAL [--quick]
 
 What `data` cuts (into gpu-carry/data, named as examples/bundled_models.py's WORK/data):
 - `corpus-rgb8`: 256-px chips of the fetched corpus (`examples/corpus.py OUT`: OUT/rgb8/*.tif,
@@ -58,8 +63,9 @@ skipped, saying so):
    --ft-seconds 170 of training, less if the deadline needs it; `satsr train` has no time
    limit of its own): a short pilot run (`-n 100`) measures it/s, then `--resume` (exact)
    trains to the count that fills the budget;
-4. the finishing step: `bundled_models.finalize(run_dir, data_dir, out_dir, quick=...)` when it
-   exists (the adaptive strength), else the plain model file and card;
+4. the finishing step: `bundled_models.finalize(run_dir, data_dir, out_dir, quick=...)` (the
+   aliasing probe and the adaptive strength; data_dir is the rgb8 dataset) when it exists and
+   VGG16's LPIPS is there, else the plain model file and card;
 5. issue 21's GPU measurements (--measure-s 75 kept for them): benchmarks/upscale_pipeline.py's
    train_vs_minimal, validation_seconds, model_path and sentinel_tile when the checkout has it
    (see `measurements`), else benchmarks/train_step.py's step vs minimal loop.
@@ -483,27 +489,50 @@ def train_stage(r: Run, name: str, data: Path, seconds: float, reserve: float) -
     return rc == 0 and (run_dir / "model.safetensors").is_file()
 
 
+#: what OUT/rgb-ft-run.tar keeps of stage 2's run folder: enough for `finalize` elsewhere
+RUN_FILES = ("model.safetensors", "val.csv", "val_bicubic.json", "config.yaml", "log.csv")
+
+
 def finish(r: Run) -> None:
-    """bundled_models.finalize when it exists, else the plain model file and card."""
+    """OUT/satsr-rgb-x4.safetensors and OUT/card.md: through bundled_models.finalize (the
+    adaptive strength) when it exists and VGG16's LPIPS is here (its variant choice scores
+    vgg-l), else the selected round as it is. Also OUT/rgb-ft-run.tar, so that finalize can
+    run on the CPU machine later (`tar xf rgb-ft-run.tar -C WORK`, then `python
+    examples/gpu_run.py finalize WORK/rgb-ft gpu-carry/data/rgb8 FINAL`)."""
+    import tarfile
+
     t = time.time()
     run_dir = r.a.work / "rgb-ft"
-    if hasattr(_bm(), "finalize"):
+    with tarfile.open(r.out / "rgb-ft-run.tar", "w") as tar:
+        for name in RUN_FILES:
+            if (run_dir / name).is_file():
+                tar.add(run_dir / name, arcname=f"rgb-ft/{name}")
+    why = ""
+    if not hasattr(_bm(), "finalize"):
+        why = "examples/bundled_models.py has no finalize"
+    elif r.summary.get("select") != "pe-l":
+        why = "finalize scores vgg-l, and VGG16's LPIPS weights did not travel"
+    if not why:
+        final = r.a.work / "final"  # its variant files stay outside OUT (8 files come back)
         cmd = [sys.executable, str(Path(__file__).resolve()), "finalize", str(run_dir),
-               str(r.a.carry / "data"), str(r.out / "final")]
+               str(r.a.carry / "data" / "rgb8"), str(final)]
         rc, tail = r.child(cmd + (["--quick"] if r.a.quick else []), r.left() - r.a.measure_s)
-        files = sorted(p.name for p in (r.out / "final").glob("*")) if rc == 0 else []
-        r.report("finalize", {"seconds": round(time.time() - t, 1), "rc": rc,
-                              "by": "examples/bundled_models.py finalize", "files": files,
-                              **({"tail": _tail(tail)} if rc else {})})
         if rc == 0:
+            shutil.copy2(final / "model.safetensors", r.out / "satsr-rgb-x4.safetensors")
+            shutil.copy2(final / "card.md", r.out / "card.md")
+            r.report("finalize", {"seconds": round(time.time() - t, 1), "rc": 0,
+                                  "by": "examples/bundled_models.py finalize",
+                                  "model": "satsr-rgb-x4.safetensors", "card": "card.md",
+                                  "run": "rgb-ft-run.tar"})
             return
-    path, card = plain_model(r, run_dir)
+        why = f"finalize failed (rc {rc}): {_tail(tail, 3)}"
+    path, card = plain_model(r, run_dir, why)
     r.report("model", {"seconds": round(time.time() - t, 1), "model": path.name,
-                       "card": card.name, "by": "examples/gpu_run.py (no finishing step: "
-                       "bundled_models.finalize is absent or failed)"})
+                       "card": card.name, "run": "rgb-ft-run.tar",
+                       "by": f"examples/gpu_run.py, no finishing step: {why}"})
 
 
-def plain_model(r: Run, run_dir: Path) -> tuple[Path, Path]:
+def plain_model(r: Run, run_dir: Path, why: str) -> tuple[Path, Path]:
     """OUT/satsr-rgb-x4.safetensors (the selected round, fp16) and OUT/card.md."""
     from satsr.inference.modelfile import load_model, save_model
 
@@ -519,9 +548,9 @@ def plain_model(r: Run, run_dir: Path) -> tuple[Path, Path]:
              "The 8-bit RGB model's two-stage recipe (examples/bundled_models.py RECIPES "
              "`rgb-pre`, then `rgb-ft` from it), trained by `examples/gpu_run.py run`"
              f"{' --quick (numbers mean nothing)' if r.a.quick else ''} on "
-             f"{meta['training']['hardware']}. No adaptive strength: "
-             "`bundled_models.finalize` was not available, so this is the selected round as "
-             "it left the trainer (strength 1).", ""]
+             f"{meta['training']['hardware']}. No adaptive strength ({why}): this is the "
+             "selected round as it left the trainer (strength 1); rgb-ft-run.tar beside it "
+             "lets `bundled_models.finalize` run elsewhere.", ""]
     for s in STAGES:
         st = steps.get(s, {})
         lines += [f"## {s}", "",
@@ -547,7 +576,9 @@ def plain_model(r: Run, run_dir: Path) -> tuple[Path, Path]:
 
 
 def step_finalize(a: argparse.Namespace) -> None:
-    _bm().finalize(a.run_dir, a.data_dir, a.out_dir, quick=a.quick)
+    """bundled_models.finalize(RUN_DIR, DATA_DIR, OUT_DIR): DATA_DIR is the rgb8 dataset (its
+    train split fits the aliasing probe, its val split chooses the variant)."""
+    print(_bm().finalize(a.run_dir, a.data_dir, a.out_dir, quick=a.quick), flush=True)
 
 
 # ------------------------------------------------------------------- measurements (issue 21)
