@@ -102,7 +102,8 @@ def test_every_step_quick_on_cpu(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     summary = json.loads((out / "gpu_run.json").read_text())
     steps = summary["steps"]
-    finished = "finalize" if "finalize" in steps and steps["finalize"]["rc"] == 0 else "model"
+    # the adaptive strength where bundled_models has it (VGG16's LPIPS is here, not on the GPU)
+    finished = "finalize" if hasattr(gpu_run._bm(), "finalize") else "model"
     for step in ("install", "cuda_tests", "rgb-pre", "rgb-ft", finished, "measure", "done"):
         assert step in steps, (step, list(steps))
     assert steps["install"]["torch_home"] == str(carry / "torch")
