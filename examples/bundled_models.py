@@ -187,7 +187,7 @@ RECIPES["rgb-ft"] = Recipe(
     ["--variant", "adv+rec", "--residual", "--upsample", "nearest", "--lambda2", "1e-4",
      "--degradation", "bicubic", "--select", "pe-l", "--psnr-floor", "0.5",
      "--init-from", "{work}/rgb-pre/model.safetensors",
-     "--hr-size", "64", "-b", "10", "-n", "750", "--val-every", "250", "--val-chips", "48",
+     "--hr-size", "64", "-b", "10", "-n", "500", "--val-every", "250", "--val-chips", "48",
      "--checkpoint-every", "250", "--log-every", "50", "--seed", "0"],
     "the 8-bit RGB model (stage 2: adv+rec fine-tuning of the corpus-pre-trained generator "
     "on the shared 8-bit sources, clean LR; per-tile adaptive strength)",
