@@ -378,3 +378,24 @@ def test_models_shows_each_models_strength(capsys):
     assert code == 0
     code, out, _ = run_cli(["models"], capsys)
     assert code == 0 and "strength" in out and "0.75" in out
+
+
+def test_a_stop_request_does_not_wait_for_a_step_of_minutes(shared, tmp_path, monkeypatch):
+    """SIGTERM / Ctrl-C finishes the step and saves; a step still running STOP_GRACE_S after
+    the request is aborted (the hang: a huge run ignored SIGTERM for minutes)."""
+    import signal
+    import time
+
+    import satsr.training.loop as loop
+
+    monkeypatch.setattr(loop, "STOP_GRACE_S", 0.5)
+    ds = write_dataset(tmp_path / "ds", shared / SRC, 32, {"train": 2, "val": 1})
+
+    def slow_step(trainer, it):  # the request comes, then a step of "minutes"
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(60)
+
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(ds, tmp_path / "run", variant="mse", iterations=3), on_step=slow_step)
+    assert time.monotonic() - t0 < 30
