@@ -399,3 +399,21 @@ def test_a_stop_request_does_not_wait_for_a_step_of_minutes(shared, tmp_path, mo
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(ds, tmp_path / "run", variant="mse", iterations=3), on_step=slow_step)
     assert time.monotonic() - t0 < 30
+
+
+def test_eval_warnings_are_satsr_lines(small, capsys, monkeypatch):
+    import satsr.evaluation.evaluate as ev_mod
+    from satsr.errors import MetricUnavailableWarning
+
+    real = ev_mod.evaluate
+
+    def warn_once(*args, **kwargs):  # a metric without weights, as on a bare machine
+        warnings.warn("squeeze is unavailable: weights not found", MetricUnavailableWarning,
+                      stacklevel=2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ev_mod, "evaluate", warn_once)
+    code, _, err = run_cli(["eval", "--pred", str(small), "--ref", str(small), "--metric",
+                            "l2"], capsys)
+    assert code == 0, err
+    assert "satsr: warning: squeeze is unavailable: weights not found" in err.splitlines(), err
