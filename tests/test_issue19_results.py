@@ -417,3 +417,20 @@ def test_eval_warnings_are_satsr_lines(small, capsys, monkeypatch):
                             "l2"], capsys)
     assert code == 0, err
     assert "satsr: warning: squeeze is unavailable: weights not found" in err.splitlines(), err
+
+
+def test_a_small_raster_for_the_band_by_band_model_gets_advice_that_works(tmp_path, capsys):
+    """The loop: 'use the model's scaling instead', then --scaling model: 'a band-by-band
+    model has no band --scaling of its own'. Now the advice is a flag that works."""
+    src = tmp_path / "u16.tif"
+    data = np.random.default_rng(0).integers(0, 4000, (3, 20, 20)).astype("uint16")
+    with rasterio.open(src, "w", driver="GTiff", width=20, height=20, count=3, dtype="uint16",
+                       crs="EPSG:32631", transform=Affine(1, 0, 0, 0, -1, 20)) as dst:
+        dst.write(data)
+    code, _, err = run_cli(["upscale", str(src), "-o", str(tmp_path / "o.tif"), "-m",
+                            "satsr-ms-x4"], capsys)
+    line = refused(code, err, "--method bicubic")
+    assert "scaling model" not in line and "model's scaling" not in line
+    code, _, err = run_cli(["upscale", str(src), "-o", str(tmp_path / "o.tif"), "--method",
+                            "bicubic"], capsys)
+    assert code == 0, err
