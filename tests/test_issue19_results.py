@@ -378,3 +378,59 @@ def test_models_shows_each_models_strength(capsys):
     assert code == 0
     code, out, _ = run_cli(["models"], capsys)
     assert code == 0 and "strength" in out and "0.75" in out
+
+
+def test_a_stop_request_does_not_wait_for_a_step_of_minutes(shared, tmp_path, monkeypatch):
+    """SIGTERM / Ctrl-C finishes the step and saves; a step still running STOP_GRACE_S after
+    the request is aborted (the hang: a huge run ignored SIGTERM for minutes)."""
+    import signal
+    import time
+
+    import satsr.training.loop as loop
+
+    monkeypatch.setattr(loop, "STOP_GRACE_S", 0.5)
+    ds = write_dataset(tmp_path / "ds", shared / SRC, 32, {"train": 2, "val": 1})
+
+    def slow_step(trainer, it):  # the request comes, then a step of "minutes"
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(60)
+
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(ds, tmp_path / "run", variant="mse", iterations=3), on_step=slow_step)
+    assert time.monotonic() - t0 < 30
+
+
+def test_eval_warnings_are_satsr_lines(small, capsys, monkeypatch):
+    import satsr.evaluation.evaluate as ev_mod
+    from satsr.errors import MetricUnavailableWarning
+
+    real = ev_mod.evaluate
+
+    def warn_once(*args, **kwargs):  # a metric without weights, as on a bare machine
+        warnings.warn("squeeze is unavailable: weights not found", MetricUnavailableWarning,
+                      stacklevel=2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ev_mod, "evaluate", warn_once)
+    code, _, err = run_cli(["eval", "--pred", str(small), "--ref", str(small), "--metric",
+                            "l2"], capsys)
+    assert code == 0, err
+    assert "satsr: warning: squeeze is unavailable: weights not found" in err.splitlines(), err
+
+
+def test_a_small_raster_for_the_band_by_band_model_gets_advice_that_works(tmp_path, capsys):
+    """The loop: 'use the model's scaling instead', then --scaling model: 'a band-by-band
+    model has no band --scaling of its own'. Now the advice is a flag that works."""
+    src = tmp_path / "u16.tif"
+    data = np.random.default_rng(0).integers(0, 4000, (3, 20, 20)).astype("uint16")
+    with rasterio.open(src, "w", driver="GTiff", width=20, height=20, count=3, dtype="uint16",
+                       crs="EPSG:32631", transform=Affine(1, 0, 0, 0, -1, 20)) as dst:
+        dst.write(data)
+    code, _, err = run_cli(["upscale", str(src), "-o", str(tmp_path / "o.tif"), "-m",
+                            "satsr-ms-x4"], capsys)
+    line = refused(code, err, "--method bicubic")
+    assert "scaling model" not in line and "model's scaling" not in line
+    code, _, err = run_cli(["upscale", str(src), "-o", str(tmp_path / "o.tif"), "--method",
+                            "bicubic"], capsys)
+    assert code == 0, err

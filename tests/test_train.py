@@ -230,7 +230,7 @@ def test_bad_input_gives_one_line_errors(ds, shared, tmp_path, capsys):
     capsys.readouterr()
     _fails(["train", str(ds), "-o", run, *TINY], capsys, "not empty")
     _fails(["train", str(ds), "-o", run, *TINY, "--variant", "adv", "--resume"], capsys,
-           "cannot change variant")
+           "cannot change --variant")
     rgbn = write_dataset(tmp_path / "rgbn", shared / "naip_rgbn_5m.tif", 32,
                          {"train": 3, "val": 1}, bands=[1, 2, 3, 4])
     _fails(["train", str(rgbn), "-o", run, *TINY, "--resume", "-n", "2"], capsys,
@@ -290,7 +290,7 @@ def test_residual_run_is_recorded_in_the_model_and_kept_on_resume(ds, tmp_path, 
     assert meta["arch"]["upsample"] == "nearest" and gen.upsample_mode == "nearest"
     assert not any(isinstance(m, torch.nn.PixelShuffle) for m in gen.modules())
     _fails(["train", str(ds), "-o", str(run), *TINY, "--resume", "-n", "2", "--no-residual"],
-           capsys, "cannot change residual")
+           capsys, "cannot change --residual")
     main(["train", str(ds), "-o", str(run), *TINY, "--resume", "-n", "2"])
     assert load_model(run)[1]["iterations"] == 2
 

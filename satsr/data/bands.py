@@ -194,7 +194,7 @@ def estimate_scaling(ds: Any, bands: Sequence[int], path: str | Path | None = No
     if max(counts, default=0) < min_pixels:
         raise SatsrError(f"{where} is too small to estimate its value range from the input "
                          f"({max(counts, default=0)} valid pixels per band, at least "
-                         f"{min_pixels} needed): {advice}")
+                         f"{min_pixels} needed): {advice}", option=("method", "scaling"))
     return RangeEstimate(BandScaling(str(np.dtype(dtype)), tuple(lo), tuple(hi)), method,
                          counts, empty)
 

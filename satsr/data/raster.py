@@ -390,6 +390,8 @@ class _GdalRecords(logging.Handler):
         self.errors: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        if _TOLERATED:
+            return
         msg = record.getMessage()
         if "GDAL signalled an error" in msg:
             m = re.search(r"msg='(.*)'", msg)
@@ -397,6 +399,21 @@ class _GdalRecords(logging.Handler):
         elif record.levelno >= logging.WARNING and ("creation option" in msg or
                                                     "value not recognised" in msg):
             self.errors.append(re.sub(r"^CPLE_\w+ in ", "", msg))
+
+
+#: >0 while satsr itself handles a GDAL error (see gdal_tolerated).
+_TOLERATED: list[None] = []
+
+
+@contextlib.contextmanager
+def gdal_tolerated() -> Iterator[None]:
+    """Within the block, GDAL errors that the caller handles itself (an optional setting
+    GDAL may refuse) do not fail the write around it (see gdal_checked)."""
+    _TOLERATED.append(None)
+    try:
+        yield
+    finally:
+        _TOLERATED.pop()
 
 
 @contextlib.contextmanager

@@ -375,8 +375,9 @@ def _write_meta(out: Any, ds: Any, plan: _Plan, engine: Engine) -> None:
     for i, b in enumerate(plan.alpha, start=len(plan.bands) + 1):
         out.set_band_description(i, ds.descriptions[b - 1] or "alpha")
     try:
-        out.colorinterp = [ds.colorinterp[b - 1] for b in plan.bands] + \
-            [ColorInterp.alpha] * len(plan.alpha)
+        with raster.gdal_tolerated():
+            out.colorinterp = [ds.colorinterp[b - 1] for b in plan.bands] + \
+                [ColorInterp.alpha] * len(plan.alpha)
     except Exception:  # noqa: BLE001  (some band layouts refuse some interpretations)
         pass
     if plan.gcps is not None and out.driver == "GTiff":

@@ -91,6 +91,10 @@ def _ignore_sigint(_: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+#: Seconds a stop request (Ctrl-C, SIGTERM) waits for the running step before it aborts it.
+STOP_GRACE_S = 20.0
+
+
 class Trainer:
     """One training run: the dataset, a GCNModel, the run folder, validation and the loop.
 
@@ -196,6 +200,7 @@ class Trainer:
         self._pending: list[tuple[int, torch.Tensor]] = []
         self._last_losses: dict[str, float] = {}
         self._stop = False
+        self._stop_timer: threading.Timer | None = None
         self._good_iteration: int | None = int(ckpt["iteration"]) if ckpt else None
 
     @property
@@ -486,14 +491,23 @@ class Trainer:
     # ---------------------------------------------------------------- the loop
 
     def _install_sigint(self) -> Any:
-        """First Ctrl-C: finish the iteration, save, stop. Second: abort at once."""
+        """First Ctrl-C (or SIGTERM): finish the iteration, save, stop. Second: abort at once.
+        A step still running STOP_GRACE_S seconds after the first counts as the second: a
+        stop request is never left waiting on a step of minutes."""
         if threading.current_thread() is not threading.main_thread():
             return None
+
+        def second() -> None:
+            with contextlib.suppress(OSError):
+                os.kill(os.getpid(), signal.SIGINT)
 
         def handler(signum: int, frame: Any) -> None:
             if self._stop:
                 raise KeyboardInterrupt
             self._stop = True
+            self._stop_timer = threading.Timer(STOP_GRACE_S, second)
+            self._stop_timer.daemon = True
+            self._stop_timer.start()
 
         return signal.signal(signal.SIGINT, handler)
 
@@ -551,6 +565,8 @@ class Trainer:
                     if self.dist.any(self._stop, self.device):
                         stopped = True
                         break
+            if self._stop_timer is not None:  # the step ended in time: save unhurried
+                self._stop_timer.cancel()
             self._flush()
             if self.iteration > start:
                 if cfg.val_every and not stopped:
@@ -561,6 +577,8 @@ class Trainer:
             if self.dist.is_writer and not stopped:
                 self.rundir.plot()
         finally:
+            if self._stop_timer is not None:
+                self._stop_timer.cancel()
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
         self.dist.barrier()
