@@ -166,7 +166,10 @@ def radiometry(samples: list[ev.Sample], methods: list[ev.Method], deg: Degradat
 
 
 def eval_rgb(dataset: Path, models: dict[str, Path], split: str, cap: int, seed: int,
-             which: str, metrics: list[str]) -> dict[str, Any]:
+             which: str, metrics: list[str], only: Sequence[str] | None = None
+             ) -> dict[str, Any]:
+    """Scores per source (`only`: these sources; merge() joins such parts) and their
+    equal-weight means."""
     index = DatasetIndex.read(dataset)
     scaling = index.scaling
     chips = index.split(split)
@@ -174,7 +177,8 @@ def eval_rgb(dataset: Path, models: dict[str, Path], split: str, cap: int, seed:
         raise SystemExit(f"{dataset} has no {split} chips")
     groups: dict[str, list[Chip]] = defaultdict(list)
     for c in chips:
-        groups[group_of(c.source)].append(c)
+        if only is None or group_of(c.source) in only:
+            groups[group_of(c.source)].append(c)
     methods = [ev.model_method(p, scaling, SCALE, name=n) for n, p in models.items()]
     methods.append(ev.classical_method("bicubic", SCALE))
     degs = degradations(which)
@@ -352,6 +356,20 @@ def _finish(per_source: dict[str, Any], per_periodic: dict[str, Any], methods: l
             "periodic": per_method_periodic, "periodic_per_source": per_periodic,
             "radiometry": pooled_rad,
             "per_source": per_source}
+
+
+def merge(parts: list[dict[str, Any]], which: str) -> dict[str, Any]:
+    """One result from eval_rgb results over disjoint sources (same models, split, metrics)."""
+    per_source: dict[str, Any] = {}
+    per_periodic: dict[str, Any] = {}
+    for p in parts:
+        per_source.update(p["per_source"])
+        per_periodic.update(p["periodic_per_source"])
+    first = parts[0]
+    methods = list(next(iter(first["mean"].values())))
+    return _finish(per_source, per_periodic, methods, degradations(which),
+                   first["info"]["metrics"], {k: v for k, v in first["info"].items()
+                                              if k not in ("degradations", "metrics")})
 
 
 def markdown(result: dict[str, Any], baseline: str = "bicubic") -> str:
