@@ -80,6 +80,10 @@ def test_unclipped_output_is_forward_inside_the_range_and_never_exceeds_the_inpu
 
 #: What each bundled model is: data bands the network reads, its data dtype, band by band.
 EXPECTED = {"satsr-rgb-x4": (3, "uint8", False), "satsr-ms-x4": (1, "float32", True)}
+#: The degradation each bundled model was trained with: satsr-ms-x4 (0.2) with `realistic`;
+#: satsr-rgb-x4 (0.3, issue 20) on clean bicubic LR, its robustness to resampled input coming
+#: from the aliasing probe's per-tile adaptive strength instead.
+TRAINED_ON = {"satsr-rgb-x4": "bicubic", "satsr-ms-x4": "realistic"}
 
 
 def test_the_bundled_models_are_the_expected_ones():
@@ -100,8 +104,8 @@ def test_bundled_model_loads_without_code_and_records_how_it_was_made(name):
     assert meta["variant"] == "adv+rec" and meta["arch"]["residual"] == 1
     assert meta["scale"] == 4 and meta["bands"] == bands and meta["dtype"] == dtype
     assert bool(meta.get("bandwise")) is bandwise
-    # issue 11: trained with the realistic degradation on the committed split, recorded
-    assert meta["degradation"]["name"] == "realistic"
+    # the training degradation and the committed split, recorded
+    assert meta["degradation"]["name"] == TRAINED_ON[name]
     assert "splits/shared.json" in meta["data"]["dataset"]
     # issue 13: the round was chosen on validation by pe-l, within a PSNR floor
     sel = meta["selection"]
@@ -164,29 +168,33 @@ def _rgb_scores(name: str, degradation: str = "bicubic") -> dict[str, dict[str, 
 def test_rgb_model_beats_bicubic_on_its_test_chips():
     s = _rgb_scores("satsr-rgb-x4")
     m, b = s["satsr"], s["bicubic"]
-    assert m["alex-l"] < 0.9 * b["alex-l"], s  # measured: -13 %
-    assert m["vgg-l"] <= b["vgg-l"], s  # measured: -1.2 %
-    assert m["psnr"] > b["psnr"] - 0.3, s  # measured: -0.05 dB
+    assert m["alex-l"] < 0.9 * b["alex-l"], s  # measured: -13.4 %
+    assert m["vgg-l"] < 0.98 * b["vgg-l"], s  # measured: -4.3 %
+    assert m["psnr"] > b["psnr"] + 0.1, s  # measured: +0.26 dB
 
 
 def test_rgb_model_does_no_harm_on_nearest_resampled_input():
-    """The model before the degradations lost 2.3 dB to bicubic on nearest-decimated LR and
-    drew outlines around every block; the retrained one, at the correction strength its
-    export chose on validation (0.75), meets issue 11's goal there: vgg-l at or below
-    bicubic's and PSNR within 0.5 dB."""
+    """Trained on clean LR, the 0.3 model would sharpen the aliasing of nearest-decimated input
+    (fixed full strength: +6.7 % vgg-l and -2.4 dB on the validation split); its aliasing
+    probe hands such tiles back to bicubic. On the fixture chips only the Netherlands source
+    slips past the probe (+5 % vgg-l there on the full test split)."""
     s = _rgb_scores("satsr-rgb-x4", "nearest")
     m, b = s["satsr"], s["bicubic"]
-    assert m["vgg-l"] <= b["vgg-l"], s  # measured: -0.06 %
-    assert m["psnr"] > b["psnr"] - 0.5, s  # measured: -0.49 dB
-    assert m["alex-l"] < b["alex-l"], s
+    assert m["vgg-l"] <= 1.01 * b["vgg-l"], s  # measured: +0.23 %
+    assert m["psnr"] > b["psnr"] - 0.2, s  # measured: -0.07 dB
 
 
-def test_rgb_model_records_the_strength_chosen_on_validation():
+def test_rgb_model_records_the_adaptive_strength_chosen_on_validation():
     gen, meta = load_model("satsr-rgb-x4")
-    assert gen.residual and gen.strength == meta["strength"] == 0.75
-    sel = meta["selection"]["strength"]
-    assert sel["strength"] == 0.75 and sel["within_floors"]
-    assert "split val" in sel["rule"]
+    assert gen.residual and gen.probe is not None and gen.zero_mean
+    assert gen.adaptive == tuple(meta["adaptive"]) == (0.2, 0.4)
+    assert gen.strength == meta["strength"] == 1.0
+    sel = meta["selection"]["adaptive"]
+    assert sel["variant"] == "adaptive 0.2-0.4" and "split val" in sel["rule"]
+    fixed = next(r for r in sel["rows"] if r["variant"] == "fixed 1")
+    chosen = next(r for r in sel["rows"] if r["variant"] == sel["variant"])
+    # the trade the probe solves: fixed full strength loses dB on nearest input, adaptive not
+    assert fixed["psnr_change"]["nearest"] < -1.0 < -0.1 < chosen["psnr_change"]["nearest"]
 
 
 def _ms_scores() -> dict[str, dict[str, dict[str, float]]]:
