@@ -16,7 +16,7 @@ Definitions (those of the LPIPS authors' evaluation code, `lpips/__init__.py`):
   `alex-l`, `vgg-l`, `squeeze-l` (calibrated linear layers v0.1), on the [-1, 1] images.
   lpips releases before mid-2019 computed the raw variants at half today's value.
 
-LPIPS trunks get real ImageNet weights from satsr.evaluation.weights (never a download); a
+LPIPS trunks get real ImageNet weights from satsr.nn.weights (never a download); a
 random trunk only when a test asks for one explicitly (`random_trunk=True`).
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from satsr.errors import MissingWeightsError, SatsrError
-from satsr.evaluation.weights import (
+from satsr.nn.weights import (
     load_backbone,
     load_torch_state,
     locate_backbone,
@@ -54,7 +54,7 @@ METRICS = CLASSICAL + tuple(LPIPS_VARIANTS)
 #: one column per band (`psnr-b1`, `psnr-b2`, ...), over every band of the data.
 MS_METRICS = ("band-psnr", "sam", "consistency")
 HIGHER_IS_BETTER = frozenset({"psnr", "consistency"})
-#: lpips net name -> satsr.evaluation.weights backbone name
+#: lpips net name -> satsr.nn.weights backbone name
 BACKBONES = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
 COLORSPACES = ("lab", "rgb")
 #: The smallest side LPIPS trunks accept (AlexNet/SqueezeNet strides).
