@@ -92,7 +92,7 @@ def gsd_metres(ds: Any) -> float | None:
         return (gx * 111_320.0 * math.cos(lat) + gy * 110_574.0) / 2
     try:
         factor = float(ds.crs.linear_units_factor[1])
-    except Exception:  # noqa: BLE001  (a CRS without linear units: unknown)
+    except ValueError:  # rasterio's CRSError: a CRS without linear units (unknown GSD)
         return None
     return (gx + gy) / 2 * factor
 
