@@ -1,7 +1,41 @@
-"""Every network architecture: generator, discriminator trunk + head, decoder, Φ, VGG."""
+"""Every network architecture: generator, discriminator trunk + head, decoder, Φ, VGG, and
+the backbone weights they load (satsr.nn.weights).
 
-from satsr.nn.decoder import AutoEncoder, Decoder
-from satsr.nn.discriminator import Discriminator, Trunk
-from satsr.nn.generator import Generator
+The networks are imported on first use (PEP 562), so torch-free modules of this package
+(satsr.nn.variants, satsr.nn.weights) load without torch: `satsr --help` lists variant names.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: Public name -> the module that defines it (imported on first access).
+_LAZY = {
+    "AutoEncoder": "satsr.nn.decoder",
+    "Decoder": "satsr.nn.decoder",
+    "Discriminator": "satsr.nn.discriminator",
+    "Trunk": "satsr.nn.discriminator",
+    "Generator": "satsr.nn.generator",
+}
 
 __all__ = ["AutoEncoder", "Decoder", "Discriminator", "Generator", "Trunk"]
+
+if TYPE_CHECKING:
+    from satsr.nn.decoder import AutoEncoder, Decoder
+    from satsr.nn.discriminator import Discriminator, Trunk
+    from satsr.nn.generator import Generator
+
+
+def __getattr__(name: str) -> Any:
+    """Import a network's module on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'satsr.nn' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
