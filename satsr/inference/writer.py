@@ -138,6 +138,7 @@ def _gsd_warning(ds: Any, meta: dict[str, Any], src: Path) -> None:
 
 def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path | None = None,
                    *, method: str | None = None, scale: int | None = None,
+                   strength: float | None = None,
                    device: str = "auto", bands: Sequence[int] | None = None,
                    nodata: float | None = None, tile: int | None = None,
                    overlap: int = DEFAULT_OVERLAP,
@@ -150,6 +151,8 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
     (default: the bundled model the choice table gives this raster, as `satsr upscale`
     without --model; see satsr.inference.choice); `method` (bicubic, nearest) and `scale` ask for a
     classical baseline instead, and `device` says where a model runs (see load_engine).
+    `strength` (residual models, 0 to 1) overrides the model's recorded correction strength,
+    as `satsr upscale --strength` does (default: the model's).
     The output keeps the CRS, the footprint (transform * Affine.scale(1 / scale)), the selected
     bands' order, dtype, descriptions and colour interpretation, and the nodata value, alpha
     band or internal mask (upsampled with nearest). Tags record the model and the scale.
@@ -168,13 +171,16 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
         if method is not None or scale is not None:
             raise SatsrError("method and scale apply when model is not an Engine",
                              option=("method", "scale"))
+        if strength is not None:
+            raise SatsrError("strength applies when model is not an Engine (load_engine "
+                             "takes it)", option="strength")
         engine = model
     else:
         if model is None and method is None:
             from satsr.inference.choice import choose_model
 
             model = choose_model(src, bands).path
-        engine = load_engine(model, method, scale, device)
+        engine = load_engine(model, method, scale, device, strength)
     tile, batch_size = tile_sizes(engine, tile, overlap, batch_size)
     with gdal_env(), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
