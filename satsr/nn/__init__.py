@@ -7,8 +7,9 @@ The networks are imported on first use (PEP 562), so torch-free modules of this 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from satsr.lazy import lazy_names
 
 #: Public name -> the module that defines it (imported on first access).
 _LAZY = {
@@ -27,15 +28,4 @@ if TYPE_CHECKING:
     from satsr.nn.generator import Generator
 
 
-def __getattr__(name: str) -> Any:
-    """Import a network's module on first use (PEP 562)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'satsr.nn' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
