@@ -1,8 +1,10 @@
 """Layers only import downwards: read every module's imports with `ast`, run nothing.
 
 satsr.data and satsr.nn are the bottom layers (rasters, band scaling, degradations; the
-networks and their weights): they import nothing from training, inference, evaluation, the
-CLI or the demo. satsr.training never imports the CLI. Imports inside functions count too.
+networks, their weights, devices and process groups): they import nothing from training,
+inference, evaluation, the CLI or the demo. inference imports neither training nor
+evaluation; evaluation does not import training; training does not import the CLI. Imports
+inside functions count too.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "satsr"
 
-#: package -> the satsr packages/modules it must not import.
+#: package -> the satsr packages/modules it must not import. The order, bottom up: data, nn,
+#: inference (runs networks), evaluation (scores what inference makes), training (saves model
+#: files, validates with evaluation's metrics), cli and demo on top.
 FORBIDDEN = {
     "data": ("satsr.training", "satsr.inference", "satsr.evaluation", "satsr.cli", "satsr.demo"),
     "nn": ("satsr.training", "satsr.inference", "satsr.evaluation", "satsr.cli", "satsr.demo"),
+    "inference": ("satsr.training", "satsr.evaluation", "satsr.cli", "satsr.demo"),
+    "evaluation": ("satsr.training", "satsr.cli", "satsr.demo"),
     "training": ("satsr.cli", "satsr.demo"),
 }
 

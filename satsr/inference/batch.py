@@ -255,7 +255,7 @@ def upscale_rasters(inputs: Sequence[str | Path], out: str | Path,
     line (default: its first line). Returns the same
     UpscaleSummary on every rank.
     """
-    from satsr.training.distributed import (
+    from satsr.nn.distributed import (
         destroy_group_if_owned,
         setup_distributed,
         training_device,

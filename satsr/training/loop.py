@@ -9,7 +9,7 @@ helps on the short runs satsr targets; the GCN authors' β1 = 0 is one `--beta1 
 
 Ctrl-C (and SIGTERM, through the CLI) finishes the iteration, saves a checkpoint and stops;
 a second Ctrl-C aborts at once. A NaN or infinite loss stops the run and keeps the last
-good checkpoint. Distributed runs: see satsr.training.distributed.
+good checkpoint. Distributed runs: see satsr.nn.distributed.
 """
 
 from __future__ import annotations
@@ -39,17 +39,17 @@ from satsr.errors import MissingWeightsError, SatsrError, TrainingDiverged, Trai
 from satsr.evaluation.metrics import LPIPS_MIN_SIZE, lpips_unavailable
 from satsr.inference.modelfile import load_model, resolve_model_path
 from satsr.nn.device import resolve_device
-from satsr.nn.generator import Generator
-from satsr.nn.phi import Variant, get_variant
-from satsr.nn.vgg import load_vgg
-from satsr.progress import SPEED, progress_bar
-from satsr.training.config import CHANGEABLE_ON_RESUME, TrainConfig, make_config
-from satsr.training.distributed import (
+from satsr.nn.distributed import (
     DistInfo,
     destroy_group_if_owned,
     setup_distributed,
     training_device,
 )
+from satsr.nn.generator import Generator
+from satsr.nn.phi import Variant, get_variant
+from satsr.nn.vgg import load_vgg
+from satsr.progress import SPEED, progress_bar
+from satsr.training.config import CHANGEABLE_ON_RESUME, TrainConfig, make_config
 from satsr.training.gcn import GCNModel
 from satsr.training.rundir import (
     CHECKPOINT_FORMAT,
