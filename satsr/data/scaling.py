@@ -141,8 +141,8 @@ class BandScaling:
         return cast_torch(x, dt, None if not clip else (float(lo.min()), float(hi.max())))
 
 
-#: numpy dtype -> torch dtype of the raster dtypes torch holds.
-def _torch_dtype(dt: np.dtype[Any]) -> Any:
+def torch_dtype(dt: np.dtype[Any]) -> Any:
+    """The torch dtype of a raster dtype, or None where torch has none."""
     import torch
 
     names = {"uint8": torch.uint8, "int8": torch.int8, "int16": torch.int16,
@@ -166,7 +166,7 @@ def cast_torch(x: Any, dt: np.dtype[Any], bounds: tuple[float, float] | None = N
         real = np.finfo(dt)
         if bounds is None or bounds[0] < real.min or bounds[1] > real.max:
             x = x.clamp_(float(real.min), float(real.max))  # NaN stays NaN
-    target = _torch_dtype(dt)
+    target = torch_dtype(dt)
     if target is None:  # pragma: no cover  (no torch dtype: cast on the host)
         return x
     return x.to(target)

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from satsr.data.degrade import upsample
 from satsr.data.scaling import BandScaling
@@ -320,5 +319,7 @@ def fill_invalid(unit: np.ndarray, valid: np.ndarray) -> np.ndarray:
         return unit
     if not valid.any():
         return np.zeros_like(unit)
+    from scipy import ndimage  # deferred: 0.3 s of every upscale's start otherwise
+
     idx = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
     return unit[:, idx[0], idx[1]]

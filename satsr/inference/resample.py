@@ -110,7 +110,7 @@ def upsample(x: torch.Tensor, scale: int, method: str) -> torch.Tensor:
 
 #: Input rows upsampled at a time by `upsample_window`: a few MB of intermediates, reused
 #: from the allocator's cache rather than faulted in afresh for every window.
-CHUNK_ROWS = 8
+CHUNK_ROWS = 16
 
 
 def upsample_window(x: torch.Tensor, scale: int, method: str, top: int, left: int, h: int,
