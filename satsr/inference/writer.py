@@ -93,7 +93,7 @@ class UpscaleResult:
     dtype: str
     driver: str
     georeferenced: bool
-    tiles: int
+    tiles: int  # model tiles run; for --method, the windows upsampled
     seconds: float
     size_bytes: int
 
