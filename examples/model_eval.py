@@ -20,6 +20,7 @@ Extra checks written to the JSON:
 - `ms` only, `saturation`: on chips whose LR holds values above the training range (p99.9),
   per band |max(SR) - max(LR)| / (p99.9 - p0.1), the SR made by `forward_unclipped` on the
   unclipped LR (what `satsr upscale` does), and the same for bicubic on the unclipped LR.
+Both measures are satsr.evaluation.artefacts (tests/test_artefacts.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import re
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ import torch
 from satsr.data.degrade import EVAL_FAMILIES, Degradation
 from satsr.data.index import Chip, DatasetIndex
 from satsr.data.scaling import BandScaling
+from satsr.evaluation import artefacts
 from satsr.evaluation import scoring as ev
 
 SCALE = 4
@@ -114,30 +116,10 @@ def score_group(samples: list[ev.Sample], methods: list[ev.Method], metrics: lis
 # ------------------------------------------------------------------ periodic artefacts
 
 
-def _lattice_energy(grey: np.ndarray) -> tuple[float, float]:
-    """Mean |FFT| of a Hann-windowed image at the period-2 and period-4 lattice frequencies."""
-    h, w = grey.shape
-    win = np.outer(np.hanning(h), np.hanning(w))
-    f = np.abs(np.fft.fft2((grey - grey.mean()) * win))
-    p2 = [(0, w // 2), (h // 2, 0), (h // 2, w // 2)]
-    p4 = [(a * h // 4, b * w // 4) for a in range(4) for b in range(4)
-          if (a, b) != (0, 0) and not (a % 2 == 0 and b % 2 == 0)]
-    return float(np.mean([f[p] for p in p2])), float(np.mean([f[p] for p in p4]))
-
-
 def periodic(samples: list[ev.Sample], methods: list[ev.Method], rgb: Sequence[int],
              deg: Degradation, seed: int) -> dict[str, dict[str, float]]:
-    """Per method: (mean over chips of SR lattice energy) / (the same for HR)."""
-    sums: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(2))
-    for i, s in enumerate(samples):
-        hr = torch.from_numpy(s.hr[None].astype(np.float32))
-        lr = deg(hr, np.random.default_rng([seed, i])).clamp(-1.0, 1.0)
-        sums["HR"] += _lattice_energy(s.hr[list(rgb)].mean(0))
-        for m in methods:
-            sr = m.run(lr).float().numpy()[0]
-            sums[m.name] += _lattice_energy(sr[list(rgb)].mean(0))
-    return {m.name: {"period2": float(sums[m.name][0] / sums["HR"][0]),
-                     "period4": float(sums[m.name][1] / sums["HR"][1])} for m in methods}
+    """Per method: SR lattice energy over HR's (satsr.evaluation.artefacts.periodic_ratios)."""
+    return artefacts.periodic_ratios(samples, methods, rgb, deg, seed)
 
 
 def radiometry(samples: list[ev.Sample], methods: list[ev.Method], deg: Degradation,
@@ -287,36 +269,16 @@ def saturation_ms(bands_dataset: Path, models: dict[str, Path], split: str, cap:
 
 
 def _source_saturation(source: dict[str, Any], gens: dict[str, Any]) -> dict[str, Any]:
-    """`_saturation` of each model (and of bicubic) on one `_ms_sources` item's chips."""
+    """satsr.evaluation.artefacts.saturation of each model (its forward_unclipped) and of
+    bicubic on one `_ms_sources` item's chips."""
     units = [source["scaling"].to_unit(r, clip=False) for r in source["raw"]]
-    return {**{n: _saturation(units, gen.forward_unclipped) for n, gen in gens.items()},
-            "bicubic": _saturation(units, _bicubic_unclipped)}
 
+    def bicubic(x: torch.Tensor) -> torch.Tensor:
+        return artefacts.bicubic_unclipped(x, SCALE)
 
-def _bicubic_unclipped(x: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.interpolate(x, scale_factor=SCALE, mode="bicubic",
-                                           align_corners=False)
-
-
-def _saturation(units: list[np.ndarray], upscale: Callable[[torch.Tensor], torch.Tensor]
-                ) -> dict[str, Any]:
-    """|max(SR) - max(LR)| per band in units of the band's range (p99.9 - p0.1), on chips
-    whose bicubic LR exceeds the range; SR by `upscale` (a model's forward_unclipped, or
-    bicubic) on the unclipped LR."""
-    from satsr.data.degrade import downscale
-
-    worst, count, over = 0.0, 0, 0
-    for u in units:
-        lr = downscale(torch.from_numpy(u[None].astype(np.float32)), SCALE)[0]
-        for b in range(lr.shape[0]):
-            if float(lr[b].max()) <= 1.0:
-                continue
-            with torch.inference_mode():
-                sr = upscale(lr[b][None, None])[0, 0]
-            err = abs(float(sr.max()) - float(lr[b].max())) / 2.0  # unit range spans 2
-            worst, count = max(worst, err), count + 1
-            over += err > 0.02
-    return {"band_chips_above_range": count, "worst": worst, "over_0.02": over}
+    return {**{n: artefacts.saturation(units, gen.forward_unclipped, SCALE)
+               for n, gen in gens.items()},
+            "bicubic": artefacts.saturation(units, bicubic, SCALE)}
 
 
 # ---------------------------------------------------------------------------- summary

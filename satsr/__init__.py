@@ -15,10 +15,10 @@ use, so `import satsr` (and the CLI's start-up) does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from satsr.errors import SatsrError, SatsrWarning
+from satsr.lazy import lazy_names
 
 #: The one place the version is written: pyproject.toml reads it from here (dynamic), so
 #: `satsr --version`, the package metadata and the CHANGELOG's release heading agree, even
@@ -63,15 +63,4 @@ if TYPE_CHECKING:
     from satsr.training.loop import TrainResult, train
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first use (PEP 562)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'satsr' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

@@ -56,7 +56,7 @@ class MetricUnavailableWarning(SatsrWarning):
     """A metric cannot be computed here (e.g. its LPIPS weights are missing) and is skipped."""
 
 
-class UpscaleWarning(UserWarning):
+class UpscaleWarning(SatsrWarning):
     """Something about one upscaled raster the user should know that does not stop the run."""
 
 

@@ -38,6 +38,29 @@ def test_gsd_in_metres_from_projected_geographic_and_no_crs(shared: Path, tmp_pa
         assert gsd_metres(ds) is None
 
 
+def test_gsd_unknown_only_for_a_crs_without_linear_units() -> None:
+    """An engineering CRS has no linear-unit factor: unknown GSD; any other error surfaces."""
+    from types import SimpleNamespace
+
+    from rasterio.crs import CRS
+
+    eng = CRS.from_wkt('ENGCRS["local",EDATUM["d"],CS[Cartesian,2],'
+                       'AXIS["easting",east,LENGTHUNIT["metre",1]],'
+                       'AXIS["northing",north,LENGTHUNIT["metre",1]]]')
+    ds = SimpleNamespace(crs=eng, transform=from_origin(0, 0, 2.0, 2.0))
+    assert gsd_metres(ds) is None
+
+    class Broken:
+        is_geographic = False
+
+        @property
+        def linear_units_factor(self) -> tuple[str, float]:
+            raise RuntimeError("not a CRS problem")
+
+    with pytest.raises(RuntimeError, match="not a CRS problem"):
+        gsd_metres(SimpleNamespace(crs=Broken(), transform=from_origin(0, 0, 2.0, 2.0)))
+
+
 def test_first_fitting_row_wins_and_says_why(shared: Path, tmp_path: Path) -> None:
     table = tmp_path / "t.json"
     table.write_text(json.dumps({"rows": [

@@ -113,3 +113,15 @@ def test_corrupt_and_foreign_model_files_give_clear_errors(tmp_path):
         load_model(foreign)
     with pytest.raises(SatsrError, match="not found"):
         load_model(tmp_path / "missing.safetensors")
+
+
+def test_every_warning_class_of_satsr_is_a_satsr_warning() -> None:
+    """`warnings.filterwarnings("ignore", category=SatsrWarning)` silences all of satsr's."""
+    import inspect
+
+    from satsr import errors
+
+    kinds = [c for _, c in inspect.getmembers(errors, inspect.isclass)
+             if issubclass(c, Warning) and c.__module__ == errors.__name__]
+    assert errors.UpscaleWarning in kinds and errors.MetricUnavailableWarning in kinds
+    assert all(issubclass(c, errors.SatsrWarning) for c in kinds)

@@ -17,7 +17,7 @@ from rasterio.windows import Window
 from satsr.errors import MissingWeightsError, SatsrError
 from satsr.evaluation import scoring as ev
 from satsr.evaluation.metrics import LPIPSMetric, classical, get_lpips, parse_metrics, to_uint8
-from satsr.evaluation.weights import (
+from satsr.nn.weights import (
     TORCHVISION_FILES,
     find_torchvision_weights,
     load_backbone,

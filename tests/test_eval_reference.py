@@ -26,7 +26,7 @@ from torch import nn
 
 from satsr.evaluation import scoring as ev
 from satsr.evaluation.metrics import LPIPSMetric
-from satsr.evaluation.weights import load_backbone
+from satsr.nn.weights import load_backbone
 
 # lpips' ScalingLayer: (x - shift) / scale on [-1, 1] inputs (ImageNet statistics in [-1, 1])
 LPIPS_SHIFT = (-0.030, -0.088, -0.188)

@@ -1,5 +1,5 @@
-"""The helpers the bundled-model scripts rely on: round choice, source grouping, the
-periodic-artefact measure of examples/model_eval.py."""
+"""The helpers the bundled-model scripts rely on: round choice and source grouping (the
+periodic-artefact and saturation measures are the package's: tests/test_artefacts.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
@@ -48,29 +46,6 @@ def test_source_groups() -> None:
     assert model_eval.group_of("landsat8_rgb_30m_uint16.tif") == "landsat8_rgb_30m_uint16"
     chips = list(range(10))
     assert model_eval.pick(chips, 4) == [0, 2, 5, 7] and model_eval.pick(chips, 20) == chips
-
-
-def test_periodic_measure_flags_a_checkerboard_and_not_bicubic(shared: Path) -> None:
-    import rasterio
-
-    from satsr.data.scaling import BandScaling
-    from satsr.evaluation.scoring import Method, Sample, classical_method
-
-    with rasterio.open(shared / "netherlands_aerial_0.25m.tif") as ds:
-        hr = BandScaling.for_uint8(3).to_unit(ds.read([1, 2, 3], window=((0, 128), (0, 128))))
-    bic = classical_method("bicubic", 4)
-    period4 = torch.tensor([1.0, -1.0, 1.0, -1.0])[:, None] * torch.tensor(
-        [1.0, 1.0, -1.0, -1.0])[None, :]
-    board = period4.repeat(32, 32) * 0.05
-
-    def checker(lr: torch.Tensor) -> torch.Tensor:
-        return bic.run(lr) + board
-
-    res = model_eval.periodic([Sample("a", hr)], [bic, Method("checker", checker)],
-                              [0, 1, 2], model_eval.BICUBIC, 0)
-    assert res["bicubic"]["period2"] < 1.5 and res["bicubic"]["period4"] < 1.5
-    assert res["checker"]["period2"] > 1.5 or res["checker"]["period4"] > 1.5
-    assert np.isfinite([v for r in res.values() for v in r.values()]).all()
 
 
 def _val(rows: dict[str, dict[str, tuple[float, float]]]) -> dict:

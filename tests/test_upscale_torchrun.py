@@ -253,7 +253,7 @@ def test_skip_existing_one_input_to_a_file(scenes, tmp_path, capsys):
 def test_the_backend_is_nccl_on_cuda_and_gloo_on_the_cpu(monkeypatch):
     import torch.distributed as dist
 
-    from satsr.training import distributed
+    from satsr.nn import distributed
 
     seen: list[tuple[str, object]] = []
     monkeypatch.setenv("WORLD_SIZE", "2")

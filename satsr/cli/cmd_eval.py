@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from satsr.cli.options import device_option, overwrite_option, progress_option
+from satsr.data.presets import EVAL_FAMILIES, PRESETS
 from satsr.errors import MetricUnavailableWarning, printable, showing_warnings
 from satsr.evaluation.scoring import PAIR_MAX_PIXELS, write_figure
 
@@ -45,10 +46,9 @@ def command(
                                                     "else 4).", show_default=False),
     degradation: list[str] = typer.Option(
         None, "--degradation",
-        help="How LR is made from HR (repeatable or comma-separated): a preset (bicubic, "
-             "sensor, realistic, jpeg, blur-noise, nearest, nearest-reproject), a YAML/TOML/"
-             "JSON pipeline file, or `families` (bicubic, jpeg, blur-noise, nearest, "
-             "nearest-reproject). With several, every method is scored under each. "
+        help=f"How LR is made from HR (repeatable or comma-separated): a preset "
+             f"({', '.join(PRESETS)}), a YAML/TOML/JSON pipeline file, or `families` "
+             f"({', '.join(EVAL_FAMILIES)}). With several, every method is scored under each. "
              "Default: bicubic.", show_default=False),
     seed: int = typer.Option(0, "--seed", help="Seed of the degradations' random draws "
                                                "(per image)."),

@@ -133,6 +133,11 @@ def command(
         help="Skip outputs that are already complete (same size, scale, model or method, "
              "bands), so an interrupted run resumes. Under torchrun the inputs are shared "
              "out over the ranks (see README, Running at scale)."),
+    precision: str = typer.Option(
+        "fp32", "--precision",
+        help="How the model runs: fp32, or bf16 (bfloat16 autocast on CUDA or the CPU: faster "
+             "on recent GPUs; the bundled model stays within 2 DN of fp32). Recorded in the "
+             "output's tags."),
 ) -> None:
     """Super-resolve rasters with a trained model (or a classical baseline), tile by tile."""
 
@@ -144,6 +149,10 @@ def command(
     from satsr.nn.device import resolve_device
 
     _check_values(tile, overlap, batch_size, bands, scale, strength)
+    if precision not in ("fp32", "bf16"):
+        raise SatsrError(f"--precision takes fp32 or bf16, not {precision!r}")
+    if precision != "fp32" and method is not None:
+        raise SatsrError("--precision bf16 applies to a model: --method computes in float32")
     files, several = expand_inputs(inputs)
     creation = parse_creation_options(co)
     band_list = parse_bands(bands)
@@ -186,7 +195,7 @@ def command(
             files, out, model, method=method, scale=scale, device=device, bands=band_list,
             nodata=nodata, tile=tile, overlap=overlap, batch_size=batch_size, cog=cog,
             creation_options=creation, overwrite=overwrite, skip_existing=skip_existing,
-            progress=err.is_terminal, scaling=scaling, strength=strength,
+            progress=err.is_terminal, scaling=scaling, strength=strength, precision=precision,
             keep_going=several or world > 1, on_file=on_file, error_text=one_line,
             log=lambda line: print(f"satsr: {line}", file=sys.stderr, flush=True))
     report_summary(summary, several)

@@ -247,7 +247,9 @@ def valid_mask(ds: rasterio.io.DatasetReader, window: Window, data: np.ndarray |
 
 
 def ground_resolution(ds: rasterio.io.DatasetReader) -> tuple[float, float]:
-    """(x, y) pixel size in CRS units (pixels when there is no georeferencing)."""
+    """(x, y) pixel size in CRS units, not converted: metres or feet for a projected CRS,
+    degrees for a geographic one, pixels when there is no georeferencing. The ground sample
+    distance in metres is satsr.inference.choice.gsd_metres."""
     t = ds.transform
     return (float(np.hypot(t.a, t.d)), float(np.hypot(t.b, t.e)))
 

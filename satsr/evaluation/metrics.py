@@ -10,13 +10,16 @@ Definitions (those of the LPIPS authors' evaluation code, `lpips/__init__.py`):
 * `dssim` = (1 - SSIM(a, b, data_range=R)) / 2, SSIM = skimage `structural_similarity`
   (7x7 uniform window, sample covariance, mean over the three channels);
 * `psnr`  = 10 * log10(255 ** 2 / mean((a - b) ** 2)) on RGB uint8 whatever the colour space
-  (inf for identical images; higher is better, unlike every other metric here);
+  (inf for identical images; higher is better, unlike every other metric here). satsr's one
+  PSNR formula is `psnr_from_mse` below; each caller names its unit by its peak. The `psnr`
+  column of training's val.csv is another quantity: float, every band, on the unit scale
+  [-1, 1] (peak 2), like eval's per-band `psnr-bN`, not this uint8 RGB one;
 * LPIPS `alex`, `vgg`, `squeeze` (raw: `lpips.LPIPS(net=..., lpips=False)`, the unweighted
   sum over layers of channel-summed squared differences of unit-normalised features) and
   `alex-l`, `vgg-l`, `squeeze-l` (calibrated linear layers v0.1), on the [-1, 1] images.
   lpips releases before mid-2019 computed the raw variants at half today's value.
 
-LPIPS trunks get real ImageNet weights from satsr.evaluation.weights (never a download); a
+LPIPS trunks get real ImageNet weights from satsr.nn.weights (never a download); a
 random trunk only when a test asks for one explicitly (`random_trunk=True`).
 """
 
@@ -27,17 +30,20 @@ import importlib.util
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from satsr.errors import MissingWeightsError, SatsrError
-from satsr.evaluation.weights import (
+from satsr.nn.weights import (
     load_backbone,
     load_torch_state,
     locate_backbone,
     missing_reason,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 # Deferred imports: torch, lpips and scikit-image are imported by the functions that
 # compute metrics; this module is on the CLI's start-up path (satsr eval's defaults).
@@ -54,7 +60,7 @@ METRICS = CLASSICAL + tuple(LPIPS_VARIANTS)
 #: one column per band (`psnr-b1`, `psnr-b2`, ...), over every band of the data.
 MS_METRICS = ("band-psnr", "sam", "consistency")
 HIGHER_IS_BETTER = frozenset({"psnr", "consistency"})
-#: lpips net name -> satsr.evaluation.weights backbone name
+#: lpips net name -> satsr.nn.weights backbone name
 BACKBONES = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
 COLORSPACES = ("lab", "rgb")
 #: The smallest side LPIPS trunks accept (AlexNet/SqueezeNet strides).
@@ -118,10 +124,36 @@ def dssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
     return float((1.0 - s) / 2.0)
 
 
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
-    """10 log10(peak^2 / MSE); inf when the images are identical."""
+#: The value range PSNR divides by: RGB uint8, and the band scaling's unit scale [-1, 1].
+UINT8_PEAK = 255.0
+UNIT_SCALE_PEAK = 2.0
+
+
+@overload
+def psnr_from_mse(mse: float, peak: float) -> float: ...
+@overload
+def psnr_from_mse(mse: torch.Tensor, peak: float) -> torch.Tensor: ...
+def psnr_from_mse(mse: float | torch.Tensor, peak: float) -> float | torch.Tensor:
+    """satsr's one PSNR: 10 log10(peak^2 / mse), in dB.
+
+    `peak` is the range of the values in the images' own unit and `mse` their mean squared
+    error in that same unit: 255 on RGB uint8 (`satsr eval`'s `psnr`), 2 on the band
+    scaling's unit scale [-1, 1] (eval's `psnr-bN` and `consistency`, and the `psnr` of
+    training's `val.csv`, over every band). A float MSE of 0 gives inf; a tensor of per-image
+    MSEs is computed elementwise on its device (clamp it above 0 first for finite values).
+    """
+    if isinstance(mse, (float, int)):
+        return float("inf") if mse <= 0 else float(10.0 * np.log10(peak**2 / mse))
+    import torch
+
+    return 10 * torch.log10(peak**2 / mse)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
+    """PSNR (dB) of two arrays in one unit whose value range is `peak` (float64 MSE over
+    every element); inf when they are identical. See psnr_from_mse."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else float(10.0 * np.log10(peak**2 / mse))
+    return psnr_from_mse(mse, peak)
 
 
 def classical(pred: np.ndarray, ref: np.ndarray, names: Sequence[str],
@@ -137,7 +169,7 @@ def classical(pred: np.ndarray, ref: np.ndarray, names: Sequence[str],
         if "dssim" in names:
             out["dssim"] = dssim(pa, ra, r)
     if "psnr" in names:
-        out["psnr"] = psnr(pu8, ru8)
+        out["psnr"] = psnr(pu8, ru8, peak=UINT8_PEAK)  # RGB uint8, whatever the colour space
     return out
 
 

@@ -18,17 +18,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-
-def _psnr(mse: float) -> float:
-    return math.inf if mse <= 0 else 10.0 * math.log10(4.0 / mse)
+from satsr.evaluation.metrics import UNIT_SCALE_PEAK, psnr
 
 
 def band_psnr(pred: np.ndarray, ref: np.ndarray) -> list[float]:
-    """PSNR (dB) per band of (C, H, W) images on the unit scale [-1, 1]."""
+    """PSNR (dB) per band of (C, H, W) images on the unit scale [-1, 1] (peak 2)."""
     if pred.shape != ref.shape:
         raise ValueError(f"shapes differ: {pred.shape} vs {ref.shape}")
-    diff = pred.astype(np.float64) - ref.astype(np.float64)
-    return [_psnr(float(np.mean(d * d))) for d in diff]
+    return [psnr(p, r, peak=UNIT_SCALE_PEAK) for p, r in zip(pred, ref, strict=True)]
 
 
 def spectral_angle(pred: np.ndarray, ref: np.ndarray, eps: float = 1e-12) -> float:
@@ -49,9 +46,9 @@ def spectral_angle(pred: np.ndarray, ref: np.ndarray, eps: float = 1e-12) -> flo
 
 def consistency(sr: np.ndarray, lr: np.ndarray,
                 degrade: Callable[[np.ndarray], np.ndarray]) -> float:
-    """PSNR (dB, unit scale) between `degrade(sr)` and `lr`, both (C, h, w)."""
+    """PSNR (dB, unit scale [-1, 1], peak 2, every band) between `degrade(sr)` and `lr`, both
+    (C, h, w)."""
     back = degrade(sr)
     if back.shape != lr.shape:
         raise ValueError(f"degraded SR is {back.shape}, LR is {lr.shape}")
-    d = back.astype(np.float64) - lr.astype(np.float64)
-    return _psnr(float(np.mean(d * d)))
+    return psnr(back, lr, peak=UNIT_SCALE_PEAK)

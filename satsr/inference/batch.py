@@ -237,7 +237,7 @@ def upscale_rasters(inputs: Sequence[str | Path], out: str | Path,
                     creation_options: dict[str, str] | None = None, overwrite: bool = False,
                     skip_existing: bool = False, progress: bool = False,
                     scaling: str = "auto", strength: float | None = None,
-                    keep_going: bool = True,
+                    precision: str = "fp32", keep_going: bool = True,
                     on_file: Callable[[FileOutcome, UpscaleResult | None], None] | None = None,
                     log: Callable[[str], None] | None = None,
                     error_text: Callable[[BaseException], str] | None = None,
@@ -255,7 +255,7 @@ def upscale_rasters(inputs: Sequence[str | Path], out: str | Path,
     line (default: its first line). Returns the same
     UpscaleSummary on every rank.
     """
-    from satsr.training.distributed import (
+    from satsr.nn.distributed import (
         destroy_group_if_owned,
         setup_distributed,
         training_device,
@@ -339,7 +339,7 @@ def upscale_rasters(inputs: Sequence[str | Path], out: str | Path,
                                         cog=cog, creation_options=creation_options,
                                         overwrite=overwrite,
                                         progress=progress and not job.enabled,
-                                        scaling=scaling)
+                                        scaling=scaling, precision=precision)
             except Exception as exc:  # noqa: BLE001  (record it, finish the others)
                 if not keep_going and not job.enabled:  # a rank that stops would leave
                     raise  # the others waiting at the gather

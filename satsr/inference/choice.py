@@ -76,7 +76,13 @@ def read_table(path: str | Path = TABLE) -> list[Row]:
 
 
 def gsd_metres(ds: Any) -> float | None:
-    """The raster's ground sample distance in metres (mean of x and y), or None."""
+    """The raster's ground sample distance in metres (mean of x and y), or None.
+
+    Metres whatever the CRS: a projected CRS's units are scaled by its linear-unit factor,
+    degrees converted at the centre latitude; None without a CRS or linear units. (The pixel
+    size in CRS units, as make-dataset and upscale's resolution check compare it, is
+    satsr.data.raster.ground_resolution.)
+    """
     if ds.crs is None:
         return None
     t = ds.transform
@@ -86,7 +92,7 @@ def gsd_metres(ds: Any) -> float | None:
         return (gx * 111_320.0 * math.cos(lat) + gy * 110_574.0) / 2
     try:
         factor = float(ds.crs.linear_units_factor[1])
-    except Exception:  # noqa: BLE001  (a CRS without linear units: unknown)
+    except ValueError:  # rasterio's CRSError: a CRS without linear units (unknown GSD)
         return None
     return (gx + gy) / 2 * factor
 

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from satsr.data.degrade import upsample
 from satsr.data.scaling import BandScaling
@@ -149,33 +148,54 @@ def _first_non_finite(t: torch.Tensor) -> int | None:
 
 
 def _forward(engine: Engine, tiles: np.ndarray, weights: torch.Tensor,
-             bf16: bool) -> tuple[np.ndarray, int | None]:
-    """One batch (B, C, h, w) in [-1, 1] -> (weighted outputs (B, C, h*s, w*s) float32, index
-    of the first tile whose raw output is not finite, or None)."""
-    x = torch.from_numpy(tiles).to(engine.device)
+             bf16: bool) -> tuple[torch.Tensor, int | None]:
+    """One batch (B, C, h, w) in [-1, 1] -> (weighted outputs (B, C, h*s, w*s) float32 on the
+    engine's device, index of the first tile whose raw output is not finite, or None).
+
+    `bf16`: the forward runs under bfloat16 autocast on the engine's device (CUDA or CPU)."""
+    dev = engine.device
+    x = torch.from_numpy(tiles)
+    if dev.type == "cuda":
+        x = x.pin_memory().to(dev, non_blocking=True)
+    else:
+        x = x.to(dev)
     with torch.inference_mode():
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
             y = engine.forward(x)
         y = y.float()
         bad = _first_non_finite(y)  # before weighting: 0 * inf would hide as NaN anyway
-        return (y * weights).cpu().numpy(), bad
+        return y * weights, bad
+
+
+def read_plan(grid: TileGrid, batch_size: int) -> list[tuple[int, int, int, int]]:
+    """The input windows (row, col, h, w) `run_tiled` reads, in its order."""
+    xs, tw, nx = grid.xs, grid.tile_w, len(grid.xs)
+    return [(y, xs[j0], grid.tile_h, xs[min(j0 + batch_size, nx) - 1] + tw - xs[j0])
+            for y in grid.ys for j0 in range(0, nx, batch_size)]
 
 
 def run_tiled(engine: Engine, height: int, width: int,
               read: Callable[[int, int, int, int], np.ndarray],
-              emit: Callable[[int, int, np.ndarray], None], *, tile: int, overlap: int,
+              emit: Callable[[int, int, torch.Tensor], None], *, tile: int, overlap: int,
               batch_size: int, bf16: bool = False,
-              on_batch: Callable[[int], None] | None = None) -> TileGrid:
+              on_batch: Callable[[int], None] | None = None,
+              prefetch: int = 0) -> TileGrid:
     """Run `engine` over a height x width input in overlapping tiles and blend the outputs.
 
     `read(row, col, h, w)` returns the input window (C, h, w) in [-1, 1] with masked pixels
     already filled. `emit(row, col, block)` receives each finished block of output pixels
-    (C, bh, bw) in [-1, 1] at output coordinates, exactly once per output pixel, in row-major
-    order of tile rows. `on_batch(n)` is called after each batch of n tiles.
+    (C, bh, bw) in [-1, 1] at output coordinates, a float32 tensor on the engine's device,
+    exactly once per output pixel, in row-major order of tile rows. `on_batch(n)` is called
+    after each batch of n tiles. `prefetch` > 0 reads that many windows ahead in a reader
+    thread (satsr.inference.pipeline.Prefetch): `read` must then be safe to call from it.
+
+    Blending runs on the engine's device, so only finished blocks leave it.
 
     Raises NonFiniteError as soon as a tile's input or output holds NaN or inf (a damaged or
     overflowing model, or unfilled NaN input): nothing of that tile row has been emitted.
     """
+    from satsr.inference.pipeline import Prefetch
+
     if batch_size < 1:
         raise SatsrError(f"batch_size must be at least 1, not {batch_size}")
     s = engine.scale
@@ -183,55 +203,64 @@ def run_tiled(engine: Engine, height: int, width: int,
     th, tw, ny, nx, xs = grid.tile_h, grid.tile_w, len(grid.ys), len(grid.xs), grid.xs
     dev = engine.device
     wx_t = [torch.from_numpy(w).to(dev) for w in grid.wx]
-    carry: np.ndarray | None = None  # rows [Y0, end of previous tile row) of pending sums
-    for i, y in enumerate(grid.ys):
-        y0, y1 = y * s, (y + th) * s
-        yf = grid.ys[i + 1] * s if i + 1 < ny else y1  # rows final after this tile row
-        wy_t = torch.from_numpy(grid.wy[i]).to(dev)
-        new_carry: np.ndarray | None = None
-        pending: np.ndarray | None = None  # columns right of the last emitted block
-        for j0 in range(0, nx, batch_size):
-            js = list(range(j0, min(j0 + batch_size, nx)))
-            x0, x1 = xs[js[0]], xs[js[-1]] + tw
-            lr = read(y, x0, th, x1 - x0)
-            c = lr.shape[0]
-            tiles = np.stack([lr[:, :, xs[j] - x0:xs[j] - x0 + tw] for j in js])
-            if not np.isfinite(tiles).all():
-                k = int(np.argmin(np.isfinite(tiles).reshape(len(js), -1).all(1)))
-                raise NonFiniteError(f"the input holds non-finite values (NaN or inf) in the "
-                                     f"tile at row {y}, column {xs[js[k]]}")
-            weights = torch.stack([wy_t[:, None] * wx_t[j][None, :] for j in js])[:, None]
-            out, bad = _forward(engine, np.ascontiguousarray(tiles), weights, bf16)
-            if bad is not None:
-                who = f"the model {engine.name}" if engine.is_model else engine.name
-                raise NonFiniteError(f"{who} gave non-finite output (NaN or inf) for the tile "
-                                     f"at input row {y}, column {xs[js[bad]]}"
-                                     + (": its weights may be damaged" if engine.is_model
-                                        else ""))
-            a, b = x0 * s, x1 * s
-            buf = np.zeros((c, y1 - y0, b - a), np.float32)
-            if pending is not None:
-                buf[:, :, :pending.shape[2]] += pending
-            for k, j in enumerate(js):
-                o = (xs[j] - x0) * s
-                buf[:, :, o:o + tw * s] += out[k]
-            del out
-            f = xs[js[-1] + 1] * s if js[-1] + 1 < nx else b  # columns final after batch
-            block = buf[:, :, :f - a]
-            pending = buf[:, :, f - a:].copy() if f < b else None
-            if carry is not None:
-                block[:, :carry.shape[1], :] += carry[:, :, a:f]
-            if yf > y0:
-                norm = grid.sum_y[y0:yf, None] * grid.sum_x[None, a:f]
-                emit(y0, a, block[:, :yf - y0] / norm)
-            if yf < y1:
-                if new_carry is None:
-                    new_carry = np.zeros((c, y1 - yf, width * s), np.float32)
-                new_carry[:, :, a:f] = block[:, yf - y0:]
-            del buf, block
-            if on_batch is not None:
-                on_batch(len(js))
-        carry = new_carry
+    sum_y, sum_x = torch.from_numpy(grid.sum_y).to(dev), torch.from_numpy(grid.sum_x).to(dev)
+    plan = read_plan(grid, batch_size)
+    windows = (Prefetch(lambda w: read(*w), plan, prefetch) if prefetch > 0
+               else (read(*w) for w in plan))
+    carry: torch.Tensor | None = None  # rows [Y0, end of previous tile row) of pending sums
+    try:
+        for i, y in enumerate(grid.ys):
+            y0, y1 = y * s, (y + th) * s
+            yf = grid.ys[i + 1] * s if i + 1 < ny else y1  # rows final after this tile row
+            wy_t = torch.from_numpy(grid.wy[i]).to(dev)
+            new_carry: torch.Tensor | None = None
+            pending: torch.Tensor | None = None  # columns right of the last emitted block
+            for j0 in range(0, nx, batch_size):
+                js = list(range(j0, min(j0 + batch_size, nx)))
+                x0, x1 = xs[js[0]], xs[js[-1]] + tw
+                lr = next(windows)
+                c = lr.shape[0]
+                tiles = np.stack([lr[:, :, xs[j] - x0:xs[j] - x0 + tw] for j in js])
+                if not np.isfinite(tiles).all():
+                    k = int(np.argmin(np.isfinite(tiles).reshape(len(js), -1).all(1)))
+                    raise NonFiniteError(f"the input holds non-finite values (NaN or inf) in "
+                                         f"the tile at row {y}, column {xs[js[k]]}")
+                weights = torch.stack([wy_t[:, None] * wx_t[j][None, :] for j in js])[:, None]
+                out, bad = _forward(engine, tiles, weights, bf16)
+                if bad is not None:
+                    who = f"the model {engine.name}" if engine.is_model else engine.name
+                    raise NonFiniteError(f"{who} gave non-finite output (NaN or inf) for the "
+                                         f"tile at input row {y}, column {xs[js[bad]]}"
+                                         + (": its weights may be damaged" if engine.is_model
+                                            else ""))
+                a, b = x0 * s, x1 * s
+                buf = torch.zeros((c, y1 - y0, b - a), dtype=torch.float32, device=dev)
+                if pending is not None:
+                    buf[:, :, :pending.shape[2]] += pending
+                for k, j in enumerate(js):
+                    o = (xs[j] - x0) * s
+                    buf[:, :, o:o + tw * s] += out[k]
+                del out
+                f = xs[js[-1] + 1] * s if js[-1] + 1 < nx else b  # columns final after batch
+                block = buf[:, :, :f - a]
+                pending = buf[:, :, f - a:].clone() if f < b else None
+                if carry is not None:
+                    block[:, :carry.shape[1], :] += carry[:, :, a:f]
+                if yf > y0:
+                    norm = sum_y[y0:yf, None] * sum_x[None, a:f]
+                    emit(y0, a, block[:, :yf - y0] / norm)
+                if yf < y1:
+                    if new_carry is None:
+                        new_carry = torch.zeros((c, y1 - yf, width * s), dtype=torch.float32,
+                                                device=dev)
+                    new_carry[:, :, a:f] = block[:, yf - y0:]
+                del buf, block
+                if on_batch is not None:
+                    on_batch(len(js))
+            carry = new_carry
+    finally:
+        if isinstance(windows, Prefetch):
+            windows.close()
     return grid
 
 
@@ -262,8 +291,8 @@ def super_resolve(lr: np.ndarray | torch.Tensor, model: Generator | Engine, *,
         def read(r: int, col: int, hh: int, ww: int, img: np.ndarray = img) -> np.ndarray:
             return img[:, r:r + hh, col:col + ww]
 
-        def emit(r: int, col: int, block: np.ndarray, dst: np.ndarray = dst) -> None:
-            dst[:, r:r + block.shape[1], col:col + block.shape[2]] = block
+        def emit(r: int, col: int, block: torch.Tensor, dst: np.ndarray = dst) -> None:
+            dst[:, r:r + block.shape[1], col:col + block.shape[2]] = block.cpu().numpy()
 
         run_tiled(engine, h, w, read, emit, tile=tile, overlap=overlap, batch_size=batch_size)
     return out
@@ -290,5 +319,7 @@ def fill_invalid(unit: np.ndarray, valid: np.ndarray) -> np.ndarray:
         return unit
     if not valid.any():
         return np.zeros_like(unit)
+    from scipy import ndimage  # deferred: 0.3 s of every upscale's start otherwise
+
     idx = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
     return unit[:, idx[0], idx[1]]

@@ -30,6 +30,7 @@ so the baseline round trip loses nothing but the interpolation itself.
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ from typing import Any
 import numpy as np
 import rasterio
 import rasterio.shutil
+import torch
 from affine import Affine
 from rasterio.control import GroundControlPoint
 from rasterio.enums import ColorInterp, MaskFlags
@@ -66,6 +68,8 @@ from satsr.validation import check_nodata
 
 #: How upscale maps a raster to a model's units (see upscale_raster).
 SCALING_MODES = ("auto", "model", "input")
+#: How a model's forward runs (see upscale_raster).
+PRECISIONS = ("fp32", "bf16")
 
 #: Warn when the input's ground resolution is this many times outside the model's range.
 GSD_FACTOR = 4.0
@@ -91,7 +95,7 @@ class UpscaleResult:
     dtype: str
     driver: str
     georeferenced: bool
-    tiles: int
+    tiles: int  # model tiles run; for --method, the windows upsampled
     seconds: float
     size_bytes: int
 
@@ -138,18 +142,22 @@ def _gsd_warning(ds: Any, meta: dict[str, Any], src: Path) -> None:
 
 def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path | None = None,
                    *, method: str | None = None, scale: int | None = None,
+                   strength: float | None = None,
                    device: str = "auto", bands: Sequence[int] | None = None,
                    nodata: float | None = None, tile: int | None = None,
                    overlap: int = DEFAULT_OVERLAP,
                    batch_size: int | None = None, cog: bool = False,
                    creation_options: dict[str, str] | None = None, overwrite: bool = False,
-                   progress: bool = False, scaling: str = "auto") -> UpscaleResult:
+                   progress: bool = False, scaling: str = "auto",
+                   precision: str = "fp32") -> UpscaleResult:
     """Super-resolve one raster into `dst` (see the module docstring); atomic write.
 
     `model` is a model file, a run folder, a bundled model's name or a loaded Engine
     (default: the bundled model the choice table gives this raster, as `satsr upscale`
     without --model; see satsr.inference.choice); `method` (bicubic, nearest) and `scale` ask for a
     classical baseline instead, and `device` says where a model runs (see load_engine).
+    `strength` (residual models, 0 to 1) overrides the model's recorded correction strength,
+    as `satsr upscale --strength` does (default: the model's).
     The output keeps the CRS, the footprint (transform * Affine.scale(1 / scale)), the selected
     bands' order, dtype, descriptions and colour interpretation, and the nodata value, alpha
     band or internal mask (upsampled with nearest). Tags record the model and the scale.
@@ -158,6 +166,12 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
     numbers the model was trained with), `input` (each band's [p0.1, p99.9] measured on this
     raster: satsr.data.bands.estimate_scaling, recorded in the output's tags), or `auto`
     (the model's when the raster has the dtype the model was trained on, else the input's).
+
+    `precision` says how a model's forward runs: `fp32`, or `bf16` (bfloat16 autocast, where
+    the device supports it: faster on a recent GPU; the bundled satsr-rgb-x4 stays within
+    2 DN of fp32 on uint8, see tests/test_pipeline.py). It is recorded in the tags
+    (SATSR_PRECISION). The classical baselines compute in float32 (float64 for wide dtypes)
+    and refuse bf16.
     """
 
     t0 = time.perf_counter()
@@ -168,19 +182,24 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
         if method is not None or scale is not None:
             raise SatsrError("method and scale apply when model is not an Engine",
                              option=("method", "scale"))
+        if strength is not None:
+            raise SatsrError("strength applies when model is not an Engine (load_engine "
+                             "takes it)", option="strength")
         engine = model
     else:
         if model is None and method is None:
             from satsr.inference.choice import choose_model
 
             model = choose_model(src, bands).path
-        engine = load_engine(model, method, scale, device)
+        engine = load_engine(model, method, scale, device, strength)
     tile, batch_size = tile_sizes(engine, tile, overlap, batch_size)
+    bf16 = check_precision(precision, engine)
     with gdal_env(), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         ds = open_raster(src)
         with ds:
             plan = _plan(ds, src, dst, engine, bands, nodata, cog, scaling)
+            plan.bf16 = bf16
             s = engine.scale
             width, height = ds.width * s, ds.height * s
             if creation_options:  # refused before any work, not ignored
@@ -195,14 +214,17 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
                     tmp.with_name(tmp.name + ".stage.tif")
                 profile = _profile(ds, plan, s, stage_only=stage != tmp,
                                    extra=None if stage != tmp else creation_options)
-                n_tiles = TileGrid.build(ds.height, ds.width, s, tile, overlap,
-                                         engine.radius).count
                 prog = progress_bar(progress, "tiles {task.fields[rate]}")
                 with rasterio.open(stage, "w", **profile) as out:
                     _write_meta(out, ds, plan, engine)
                     try:
-                        grid = _stream(ds, out, plan, engine, tile, overlap, batch_size, prog,
-                                       n_tiles, t0)
+                        if engine.is_model:
+                            n_tiles = TileGrid.build(ds.height, ds.width, s, tile, overlap,
+                                                     engine.radius).count
+                            _stream(ds, src, out, plan, engine, tile, overlap, batch_size,
+                                    prog, n_tiles, t0)
+                        else:
+                            n_tiles = _stream_windows(ds, out, plan, engine, prog, t0)
                     except NonFiniteError as exc:  # atomic_path drops the partial output
                         raise NonFiniteError(f"{src}: {exc}; nothing was written to "
                                              f"{dst}") from exc
@@ -210,7 +232,7 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
                     _convert(stage, tmp, plan.driver, cog, creation_options, plan.dtype)
             size = dst.stat().st_size
     return UpscaleResult(src, dst, width, height, profile["count"], plan.dtype,
-                         "COG" if cog else plan.driver, plan.georef, grid.count,
+                         "COG" if cog else plan.driver, plan.georef, n_tiles,
                          time.perf_counter() - t0, size)
 
 
@@ -325,7 +347,7 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
                       "the georeferencing", UpscaleWarning, stacklevel=3)
     if engine.is_model:
         _gsd_warning(ds, engine.meta, src)
-    bf16 = engine.device.type == "cuda" and engine.is_model and dtype == "uint8"
+    bf16 = False  # upscale_raster sets it from its precision
     dt = np.dtype(dtype)
     nudge = None
     if nodata_out is None:
@@ -390,80 +412,266 @@ def _write_meta(out: Any, ds: Any, plan: _Plan, engine: Engine) -> None:
                     SATSR_NOTE=SR_NOTE)
         if "strength" in meta:
             tags["SATSR_STRENGTH"] = f"{float(meta['strength']):g}"
+        tags["SATSR_PRECISION"] = "bf16" if plan.bf16 else "fp32"
     else:
         tags.update(SATSR_METHOD=engine.name,
                     SATSR_NOTE=f"upsampled by {engine.name} interpolation (no added detail)")
     out.update_tags(**tags, **plan.tags)
 
 
-def _stream(ds: Any, out: Any, plan: _Plan, engine: Engine, tile: int, overlap: int,
-            batch_size: int, prog: Any, n_tiles: int, t0: float) -> TileGrid:
-    """Read, fill, run and write the whole raster, window by window."""
+def check_precision(precision: str, engine: Engine) -> bool:
+    """True for bf16 autocast: `precision` is fp32 or bf16; bf16 needs a model and a device
+    that runs bfloat16 (CUDA with bf16 support, or the CPU)."""
+    if precision not in PRECISIONS:
+        raise SatsrError(f"precision takes {' or '.join(PRECISIONS)}, not {precision!r}",
+                         option="precision")
+    if precision == "fp32":
+        return False
+    if not engine.is_model:
+        raise SatsrError("precision bf16 applies to a model: the classical baselines compute "
+                         "in float32", option=("precision", "method"))
+    dev = engine.device
+    supported = dev.type == "cpu" or (dev.type == "cuda" and torch.cuda.is_bf16_supported())
+    if not supported:
+        raise SatsrError(f"precision bf16 is not supported on {dev}: use fp32",
+                         option="precision")
+    return True
+
+
+def _to_host(t: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """(a host copy of `t` or `t` itself on the CPU, an event to wait on before reading it):
+    on CUDA the copy goes to pinned memory without blocking the device's queue."""
+    if t.device.type != "cuda":
+        return t, None
+    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    host.copy_(t, non_blocking=True)
+    ev = torch.cuda.Event()
+    ev.record()
+    return host, ev
+
+
+def _finish(rd: Any, out: Any, plan: _Plan, s: int, row: int, col: int, h: int, w: int,
+            vals: np.ndarray, ok: np.ndarray | None = None,
+            alpha: np.ndarray | None = None) -> np.ndarray | None:
+    """Mask and write one block of output values (the writer thread's work): `vals` (C,
+    h*s, w*s) in the raster's dtype for input window (row, col, h, w); `ok` and `alpha` are
+    that window's valid mask and alpha bands, read from `rd` when not given. Returns the
+    output's valid mask (None: every pixel valid)."""
+    c = len(plan.bands)
+    lwin = Window(col, row, w, h)
+    owin = Window(col * s, row * s, w * s, h * s)
+    if ok is None:
+        ok = raster.valid_mask(rd, lwin, read_window(rd, plan.bands, lwin), plan.nodata_in)
+    okb = None if ok.all() else np.repeat(np.repeat(ok, s, axis=0), s, axis=1)
+    if plan.nudge is not None:  # a valid pixel must not read as nodata
+        nd, bump = plan.nudge
+        hit = vals == nd
+        if okb is not None:
+            hit &= okb[None]
+        vals[hit] = bump
+    if okb is not None:
+        vals[:, ~okb] = plan.fill
+    for b in plan.empty:  # a band with no data at all stays nodata (fill) everywhere
+        vals[b] = plan.fill
+    out.write(vals, indexes=list(range(1, c + 1)), window=owin)
+    if plan.alpha:
+        a = alpha if alpha is not None else read_window(rd, plan.alpha, lwin)
+        out.write(np.repeat(np.repeat(a, s, axis=1), s, axis=2),
+                  indexes=list(range(c + 1, c + 1 + len(plan.alpha))), window=owin)
+    if plan.write_mask:
+        out.write_mask(np.full((h * s, w * s), 255, np.uint8) if okb is None
+                       else np.where(okb, 255, 0).astype(np.uint8), window=owin)
+    return okb
+
+
+def _host_array(item: tuple[torch.Tensor, Any]) -> np.ndarray:
+    t, ev = item
+    if ev is not None:
+        ev.synchronize()
+    return t.numpy()
+
+
+class _Bar:
+    """The one progress bar of an upscale: `total` steps (tiles or windows) and the output
+    MPix/s so far."""
+
+    def __init__(self, prog: Any, name: str, total: int, out_mpix: float, t0: float) -> None:
+        self.prog, self.total, self.out_mpix, self.t0 = prog, total, out_mpix, t0
+        self.done = 0
+        self.task = None
+        if prog is not None:
+            prog.start()
+            self.task = prog.add_task(name, total=total, rate="")
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.prog is not None:
+            mpix = self.done / max(self.total, 1) * self.out_mpix
+            rate = f"{mpix / max(time.perf_counter() - self.t0, 1e-9):.2f} MPix/s"
+            self.prog.update(self.task, advance=n, rate=rate)
+
+    def stop(self) -> None:
+        if self.prog is not None:
+            self.prog.stop()
+
+
+def _stream(ds: Any, src: Path, out: Any, plan: _Plan, engine: Engine, tile: int,
+            overlap: int, batch_size: int, prog: Any, n_tiles: int, t0: float) -> None:
+    """A model: read, fill, run and write the whole raster, window by window.
+
+    Three stages overlap (satsr.inference.pipeline): a reader thread reads, masks and scales
+    the next batches' windows (`ds`); the caller's thread runs the model, blends on the
+    device and maps the finished blocks back to the raster's dtype there (one transfer of
+    that dtype to the host); a writer thread masks and writes them (its own handle on `src`
+    for the masks and alpha bands: a GDAL handle is not shared between threads)."""
+    from satsr.inference.pipeline import Sink
 
     s = engine.scale
-    c = len(plan.bands)
-    out_idx = list(range(1, c + 1))
+    clip = not engine.unclipped
 
-    def read(r: int, col: int, h: int, w: int) -> np.ndarray:
+    def read(r: int, col: int, h: int, w: int) -> np.ndarray:  # the reader thread
         win = Window(col, r, w, h)
         data = read_window(ds, plan.bands, win)
         ok = raster.valid_mask(ds, win, data, plan.nodata_in)
         _refuse_inf(data, ok, plan.bands, r, col)
-        return fill_invalid(plan.scaling.to_unit(data, clip=not engine.unclipped), ok)
+        if ok.any():  # the input's value range, for the constant-output check below
+            _widen(seen, "in", data[:, ok])
+        return fill_invalid(plan.scaling.to_unit(data, clip=clip), ok)
 
-    def emit(r: int, col: int, block: np.ndarray) -> None:
-        h, w = block.shape[1] // s, block.shape[2] // s
-        lwin = Window(col // s, r // s, w, h)
-        owin = Window(col, r, block.shape[2], block.shape[1])
-        lr = read_window(ds, plan.bands, lwin)
-        ok_lr = raster.valid_mask(ds, lwin, lr, plan.nodata_in)
-        ok = np.repeat(np.repeat(ok_lr, s, axis=0), s, axis=1)
-        vals = plan.scaling.from_unit(block, clip=not engine.unclipped)
-        if ok_lr.any():  # the value range of input and output, for the sanity check below
-            for key, arr, m in (("in", lr, ok_lr), ("out", vals, ok)):
-                v = arr[:, m]
-                lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
-                seen[key] = (min(seen[key][0], lo), max(seen[key][1], hi))
-        if plan.nudge is not None:  # a valid pixel must not read as nodata
-            nd, bump = plan.nudge
-            vals[(vals == nd) & ok[None]] = bump
-        vals[:, ~ok] = plan.fill
-        for b in plan.empty:  # a band with no data at all stays nodata (fill) everywhere
-            vals[b] = plan.fill
-        out.write(vals, indexes=out_idx, window=owin)
-        if plan.alpha:
-            a = read_window(ds, plan.alpha, lwin)
-            out.write(np.repeat(np.repeat(a, s, axis=1), s, axis=2),
-                      indexes=list(range(c + 1, c + 1 + len(plan.alpha))), window=owin)
-        if plan.write_mask:
-            out.write_mask(np.where(ok, 255, 0).astype(np.uint8), window=owin)
-
+    rd = open_raster(src)
     seen = {"in": (math.inf, -math.inf), "out": (math.inf, -math.inf)}
-    done = [0]
-    task = None
-    if prog is not None:
-        prog.start()
-        task = prog.add_task(str(Path(ds.name).name), total=n_tiles, rate="")
 
-    def on_batch(n: int) -> None:
-        done[0] += n
-        if prog is not None:
-            mpix = done[0] / n_tiles * ds.width * ds.height * s * s / 1e6
-            rate = f"{mpix / max(time.perf_counter() - t0, 1e-9):.2f} MPix/s"
-            prog.update(task, advance=n, rate=rate)
+    def write(item: tuple[int, int, tuple[torch.Tensor, Any]]) -> None:  # the writer thread
+        r, col, host = item
+        vals = _host_array(host)
+        okb = _finish(rd, out, plan, s, r // s, col // s, vals.shape[1] // s,
+                      vals.shape[2] // s, vals)
+        valid = vals if okb is None else vals[:, okb]
+        if valid.size:
+            _widen(seen, "out", valid)
 
+    sink: Sink[tuple[int, int, tuple[torch.Tensor, Any]]] = Sink(write, depth=2)
+
+    def emit(r: int, col: int, block: torch.Tensor) -> None:
+        sink.put((r, col, _to_host(plan.scaling.from_unit_torch(block, clip=clip))))
+
+    bar = _Bar(prog, str(Path(ds.name).name), n_tiles, ds.width * ds.height * s * s / 1e6, t0)
+    ok = False
     try:
-        grid = run_tiled(engine, ds.height, ds.width, read, emit, tile=tile, overlap=overlap,
-                         batch_size=batch_size, bf16=plan.bf16, on_batch=on_batch)
+        run_tiled(engine, ds.height, ds.width, read, emit, tile=tile, overlap=overlap,
+                  batch_size=batch_size, bf16=plan.bf16, on_batch=bar.advance, prefetch=2)
+        sink.close()
+        ok = True
     finally:
-        if prog is not None:
-            prog.stop()
+        if not ok:
+            sink.abandon()
+        bar.stop()
+        rd.close()
     (in_lo, in_hi), (out_lo, out_hi) = seen["in"], seen["out"]
     if engine.is_model and in_hi > in_lo and out_hi == out_lo:
         raise SatsrError(f"the model made every output pixel {out_lo:g} from an input that "
                          f"is not constant ({in_lo:g} to {in_hi:g}): {engine.name} is damaged "
                          f"or unfit for this raster; nothing was written")
-    return grid
+
+
+def _widen(seen: dict[str, tuple[float, float]], key: str, values: np.ndarray) -> None:
+    """Widen seen[key], the (min, max) of the values met so far (NaN ignored)."""
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    seen[key] = (min(seen[key][0], lo), max(seen[key][1], hi))
+
+
+#: Input columns per window of the classical baselines (output blocks stay whole).
+WINDOW_COLS = 2048
+
+
+def _stream_windows(ds: Any, out: Any, plan: _Plan, engine: Engine, prog: Any,
+                    t0: float) -> int:
+    """A classical baseline (bicubic, nearest): upsample window by window, no tiles to blend.
+
+    Each window is one row of output blocks (BLOCK / scale input rows) by WINDOW_COLS input
+    columns, read with HALO pixels of context that the output then drops, so it equals the
+    whole image's upsampling (satsr.inference.resample), which is what the blended tiles of
+    `run_tiled` computed, up to float rounding. Values are clamped to the band scaling's
+    range and cast on the engine's device, in float32 (float64 for wide dtypes), as
+    `BandScaling.from_unit` does. Reading, computing and writing overlap (a reader and a
+    writer thread). Returns the number of windows."""
+    from satsr.data.scaling import cast_torch, torch_dtype
+    from satsr.inference.pipeline import Prefetch, Sink
+    from satsr.inference.resample import HALO, upsample_window
+
+    s, method = engine.scale, engine.name
+    halo = HALO[method]
+    height, width = ds.height, ds.width
+    rows = max(1, BLOCK // s)
+    cols = max(rows, WINDOW_COLS // rows * rows)
+    wins = [(r, col, min(rows, height - r), min(cols, width - col))
+            for r in range(0, height, rows) for col in range(0, width, cols)]
+    dev = engine.device
+    dt = np.dtype(plan.dtype)
+    work = torch.float64 if dt.itemsize >= 4 and dt != np.float32 else torch.float32
+    lo_np, hi_np = np.asarray(plan.scaling.lo), np.asarray(plan.scaling.hi)
+    lo = torch.tensor(lo_np, dtype=work, device=dev).reshape(-1, 1, 1)
+    hi = torch.tensor(hi_np, dtype=work, device=dev).reshape(-1, 1, 1)
+    bounds = (float(lo_np.min()), float(hi_np.max()))
+    half = (torch_dtype(dt) if dt.kind == "u" and bounds[0] >= 0
+            and bounds[1] <= np.iinfo(dt).max else None)
+
+    Read = tuple[tuple[int, int, int, int], tuple[int, int], np.ndarray, np.ndarray,
+                 np.ndarray | None]
+
+    def read(win: tuple[int, int, int, int]) -> Read:  # the reader thread
+        r, col, h, w = win
+        r0, r1 = max(0, r - halo), min(height, r + h + halo)
+        c0, c1 = max(0, col - halo), min(width, col + w + halo)
+        rwin = Window(c0, r0, c1 - c0, r1 - r0)
+        data = read_window(ds, plan.bands, rwin)
+        ok = raster.valid_mask(ds, rwin, data, plan.nodata_in)
+        _refuse_inf(data, ok, plan.bands, r0, c0)
+        if not ok.all():
+            data = fill_invalid(data, ok)
+        core = ok[r - r0:r - r0 + h, col - c0:col - c0 + w]
+        alpha = read_window(ds, plan.alpha, Window(col, r, w, h)) if plan.alpha else None
+        return win, (r - r0, col - c0), data, core, alpha
+
+    def write(item: tuple[tuple[int, int, int, int], tuple[torch.Tensor, Any], np.ndarray,
+                          np.ndarray | None]) -> None:  # the writer thread
+        (r, col, h, w), host, ok, alpha = item
+        _finish(None, out, plan, s, r, col, h, w, _host_array(host), ok, alpha)
+
+    bar = _Bar(prog, str(Path(ds.name).name), len(wins), width * height * s * s / 1e6, t0)
+    sink: Sink[Any] = Sink(write, depth=2)
+    reader: Prefetch[Read] = Prefetch(read, wins, depth=2)
+    done = False
+    threads = torch.get_num_threads()
+    if dev.type == "cpu":  # GDAL's compression threads need the other cores
+        torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) // 4)))
+    try:
+        with torch.inference_mode():
+            for win, (oy, ox), data, ok, alpha in reader:
+                _r, _c, h, w = win
+                x = torch.from_numpy(data).to(dev)
+                if method == "bicubic" and half is not None:
+                    # unsigned: the weights sum to 1, so +0.5 on the input is +0.5 on the
+                    # output, and the cast's truncation then rounds (half up: 1 DN at most
+                    # from np.rint's half to even, at exact halves only); one pass fewer
+                    vals = upsample_window(x.to(work) + 0.5, s, method, oy, ox, h, w,
+                                           lambda y: y.clamp_(lo + 0.5, hi + 0.5).to(half))
+                elif method == "bicubic":
+                    vals = upsample_window(x.to(work), s, method, oy, ox, h, w,
+                                           lambda y: cast_torch(y.clamp_(lo, hi), dt, bounds))
+                else:
+                    vals = upsample_window(x, s, method, oy, ox, h, w).contiguous()
+                sink.put((win, _to_host(vals), ok, alpha))
+                bar.advance(1)
+        sink.close()
+        done = True
+    finally:
+        torch.set_num_threads(threads)
+        reader.close()
+        if not done:
+            sink.abandon()
+        bar.stop()
+    return len(wins)
 
 
 def _refuse_inf(data: np.ndarray, ok: np.ndarray, bands: Sequence[int], row: int,

