@@ -175,3 +175,18 @@ def test_check_adaptive_accepts_only_ordered_probabilities() -> None:
     for bad in ([0.5, 0.5], [-0.1, 0.5], [0.2, 1.5], [0.2], "0.2,0.5", [True, 0.5]):
         with pytest.raises(ValueError):
             check_adaptive(bad)
+
+
+def test_upscale_records_the_adaptive_thresholds_in_the_tags(tmp_path: Path) -> None:
+    from satsr.inference.writer import upscale_raster
+
+    gen = _generator()
+    path = save_model(tmp_path / "m.safetensors", gen, {
+        **_meta(), "dtype": "uint8", "gsd_range": None})
+    src = tmp_path / "in.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=24, height=20, count=3,
+                       dtype="uint8") as ds:
+        ds.write(np.random.default_rng(0).integers(0, 255, (3, 20, 24), dtype=np.uint8))
+    upscale_raster(src, tmp_path / "out.tif", model=path)
+    with rasterio.open(tmp_path / "out.tif") as ds:
+        assert ds.tags()["SATSR_ADAPTIVE"] == "0.3,0.6"

@@ -412,6 +412,8 @@ def _write_meta(out: Any, ds: Any, plan: _Plan, engine: Engine) -> None:
                     SATSR_NOTE=SR_NOTE)
         if "strength" in meta:
             tags["SATSR_STRENGTH"] = f"{float(meta['strength']):g}"
+        if "adaptive" in meta:  # per-tile share of the correction (satsr.nn.aliasing)
+            tags["SATSR_ADAPTIVE"] = ",".join(f"{float(v):g}" for v in meta["adaptive"])
         tags["SATSR_PRECISION"] = "bf16" if plan.bf16 else "fp32"
     else:
         tags.update(SATSR_METHOD=engine.name,
