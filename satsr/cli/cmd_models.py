@@ -73,7 +73,9 @@ def _row(m: Any, default: bool) -> dict[str, str]:
         "dtype": str(meta.get("dtype", "?")),
         # the correction strength upscale uses by default (--strength overrides it)
         "strength": (f"{float(meta['strength']):g}" if "strength" in meta
-                     else "1" if arch.get("residual") else "-"),
+                     else "1" if arch.get("residual") else "-")
+                    + (" per tile (adaptive {:g}-{:g})".format(*meta["adaptive"])
+                       if "adaptive" in meta else ""),
         "iterations": str(meta.get("iterations", "?")),
         "hr crop": f"{meta.get('data', {}).get('hr_size', '?')} px",
         "weights": f"{m.path.name}, {m.path.stat().st_size / 2**20:.1f} MB",
