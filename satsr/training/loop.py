@@ -27,16 +27,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 import torch
 from torch import nn
 
-from satsr.data.crops import TrainCrops, chip_size, load_val, train_loader
-from satsr.data.degrade import Degradation, upsample
+from satsr.data.crops import TrainCrops, chip_size, train_loader
+from satsr.data.degrade import Degradation
 from satsr.data.index import DatasetIndex
 from satsr.data.scaling import BandScaling
-from satsr.errors import MissingWeightsError, SatsrError, TrainingDiverged, TrainingStopped
-from satsr.evaluation.metrics import LPIPS_MIN_SIZE, lpips_unavailable
+from satsr.errors import SatsrError, TrainingDiverged, TrainingStopped
 from satsr.inference.modelfile import load_model, resolve_model_path
 from satsr.nn.device import resolve_device
 from satsr.nn.distributed import (
@@ -58,19 +56,8 @@ from satsr.training.rundir import (
     rng_state,
     set_rng_state,
 )
-from satsr.training.selection import (
-    LOGGED,
-    NEEDS,
-    Selection,
-    ValidationScorer,
-    psnr_unit,
-)
-
-#: Seed stream of the fixed val LR's random draws.
-_VAL_DEG_STREAM = 0xDE7
-#: Val chips per generator pass (at least the batch size): a 48-chip validation is one pass on a
-#: GPU; the CPU keeps its activations smaller.
-VAL_BATCH = {"cuda": 48, "cpu": 16}
+from satsr.training.selection import Selection
+from satsr.training.validation import Validator
 
 
 @dataclass
@@ -186,21 +173,15 @@ class Trainer:
         self.model = GCNModel(cfg, self.bands, self.device, vgg=vgg, rank=self.dist.rank,
                               distributed=self.dist.enabled, init_generator=init_generator,
                               degradation=self.degradation)
-        self.best_state: dict[str, torch.Tensor] | None = None  # weights of the best val round
-        self.best_scores: dict[str, float] | None = None
-        self.baseline: dict[str, float] | None = None  # bicubic's val scores
+        self.validator = Validator(cfg, self.model, self.selection, self.rundir, self.dist,
+                                   self.device)
         self._elapsed_before = 0.0  # training seconds of earlier sessions (from the checkpoint)
         self._t0: float | None = None
         if ckpt is not None:
             self._load_state(ckpt)
         self.dataset = TrainCrops(self.train_chips, self.scaling, cfg.hr_size, cfg.seed,
                                   self.chip_hw)
-        self.val_hr = (load_val(self.val_chips, self.scaling, cfg.hr_size, cfg.val_chips,
-                                self.chip_hw)
-                       if self.dist.is_writer and cfg.val_every else torch.empty(0))
-        self._val_lr: torch.Tensor | None = None
-        self._val_dev: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.scorer = self._make_scorer()
+        self.validator.load(self.index, self.val_chips, self.bands, self.scaling, self.chip_hw)
         self._pending: list[tuple[int, torch.Tensor]] = []
         self._last_losses: dict[str, float] = {}
         self._stop = False
@@ -217,42 +198,18 @@ class Trainer:
         """Files this session wrote."""
         return self.rundir.written
 
-    def _make_scorer(self) -> ValidationScorer | None:
-        """Validation scores: PSNR, plus LPIPS alex-l / vgg-l where they can be computed.
+    @property
+    def val_hr(self) -> torch.Tensor:
+        """The val crops (HR), on the host (see Validator)."""
+        return self.validator.val_hr
 
-        A criterion that needs LPIPS is refused here, before anything is written, when the
-        run cannot validate, the data has fewer than 3 bands, the crops are too small or the
-        weights are missing (that error names the file and folder).
-        """
-        cfg = self.cfg
-        needs = NEEDS[cfg.select]
-        if needs or cfg.select == "psnr":
-            why = ("val_every is 0" if not cfg.val_every else
-                   f"dataset {self.index.root} has no val chips" if not self.val_chips else "")
-            if why:
-                raise SatsrError(f"select {cfg.select} needs validation, but {why}",
-                                 option=("select", "val_every"))
-        if needs and self.bands == 2:
-            raise SatsrError(f"select {cfg.select} scores LPIPS on 3 bands (or on one, as "
-                             f"grey); this dataset has {self.bands} (use select psnr)",
-                             option="select")
-        if needs and cfg.hr_size < LPIPS_MIN_SIZE:
-            raise SatsrError(f"select {cfg.select} needs hr_size >= {LPIPS_MIN_SIZE} (LPIPS "
-                             f"trunks), not {cfg.hr_size}", option=("select", "hr_size"))
-        missing = lpips_unavailable(needs, cfg.lpips_weights)
-        if missing:
-            name, reason = next(iter(missing.items()))
-            raise MissingWeightsError(f"select {cfg.select} needs LPIPS {name}: {reason}",
-                                      option="select")
-        if not (self.dist.is_writer and cfg.val_every and self.val_chips):
-            return None
-        extra: tuple[str, ...] = ()
-        if self.bands != 2 and cfg.hr_size >= LPIPS_MIN_SIZE and not lpips_unavailable(
-                LOGGED, cfg.lpips_weights):
-            extra = LOGGED
-        rgb = (0, 1, 2) if self.bands >= 3 else (0, 0, 0)  # one band: LPIPS of it as grey
-        return ValidationScorer(cfg.select, rgb, cfg.lpips_weights, str(self.device),
-                                extra=extra)
+    def val_lr(self) -> torch.Tensor:
+        """The val crops degraded once, with a fixed seed (see Validator)."""
+        return self.validator.val_lr()
+
+    def validate(self) -> dict[str, float] | None:
+        """One validation round (see Validator.validate)."""
+        return self.validator.validate()
 
     def _check_resumed_config(self, ckpt: dict[str, Any]) -> None:
         """Refuse, in one line, a resume that changes what the run trains or measures.
@@ -302,9 +259,9 @@ class Trainer:
             "train_split": self._train_split(),
             "elapsed_s": self.elapsed(),
             "selection": self.selection.state_dict(),
-            "best_generator": self.best_state,
-            "best_scores": self.best_scores,
-            "baseline": self.baseline,
+            "best_generator": self.validator.best_state,
+            "best_scores": self.validator.best_scores,
+            "baseline": self.validator.baseline,
             "init_from": self.init_from,
         }
 
@@ -336,9 +293,9 @@ class Trainer:
             self._elapsed_before = float(state.get("elapsed_s", 0.0))
             if state.get("selection") is not None:
                 self.selection.load_state_dict(state["selection"])
-            self.best_state = state.get("best_generator")
-            self.best_scores = state.get("best_scores")
-            self.baseline = state.get("baseline")
+            self.validator.best_state = state.get("best_generator")
+            self.validator.best_scores = state.get("best_scores")
+            self.validator.baseline = state.get("baseline")
             self.init_from = state.get("init_from")
         except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -364,8 +321,8 @@ class Trainer:
             "selection": {"criterion": self.cfg.select, "psnr_floor": self.cfg.psnr_floor,
                           "iteration": (self.iteration if self._exports_latest()
                                         else self.selection.best_iteration),
-                          "scores": None if self._exports_latest() else self.best_scores,
-                          "bicubic": self.baseline},
+                          "scores": None if self._exports_latest() else self.validator.best_scores,
+                          "bicubic": self.validator.baseline},
             "ema": self.cfg.ema or None,
             "init_from": self.init_from,
             **({"vgg_net": self.cfg.vgg_net} if self.variant.phi == "vgg" else {}),
@@ -388,7 +345,7 @@ class Trainer:
         self._good_iteration = self.iteration
 
     def _exports_latest(self) -> bool:
-        return self.cfg.select == "last" or self.best_state is None
+        return self.cfg.select == "last" or self.validator.best_state is None
 
     def export_generator(self) -> Generator:
         """The generator model.safetensors holds: the selected round's weights, else the
@@ -398,11 +355,11 @@ class Trainer:
         if self._exports_latest():
             return source
         g = copy.deepcopy(source)
-        assert self.best_state is not None
-        g.load_state_dict(self.best_state)
+        assert self.validator.best_state is not None
+        g.load_state_dict(self.validator.best_state)
         return g
 
-    # ---------------------------------------------------------------- logging, validation
+    # ---------------------------------------------------------------- logging
 
     def _flush(self) -> None:
         """Write pending losses to log.csv; stop on NaN / inf (checked on every rank)."""
@@ -432,72 +389,6 @@ class Trainer:
                     else "no checkpoint had been written yet")
             raise TrainingDiverged(f"training diverged: {where}; stopped, {kept} (try a lower "
                                    "lr)", option="lr")
-
-    def val_lr(self) -> torch.Tensor:
-        """The val crops degraded once, with a fixed seed: every round scores the same LR."""
-        if self._val_lr is None:
-            rng = np.random.default_rng([self.cfg.seed, _VAL_DEG_STREAM])
-            with torch.no_grad():
-                self._val_lr = self.model.degradation(self.val_hr, rng).clamp_(-1.0, 1.0)
-        return self._val_lr
-
-    def _val_on_device(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The val LR and HR crops on the training device (moved there once a run)."""
-        if self._val_dev is None:
-            self._val_dev = (self.val_lr().to(self.device), self.val_hr.to(self.device))
-        return self._val_dev
-
-    def _scores(self, sr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
-        if self.scorer is not None:
-            return self.scorer(sr, hr)
-        return {"psnr": float(psnr_unit(sr, hr).mean())}
-
-    def _baseline_scores(self) -> dict[str, float]:
-        """Bicubic's scores on the val crops (the reference of psnr_floor), once a run."""
-        if self.baseline is None:
-            up = upsample(self.val_lr(), self.cfg.scale, "bicubic")
-            self.baseline = self._scores(up, self.val_hr)
-            self.selection.bicubic_psnr = self.baseline["psnr"]
-            self.rundir.write_baseline(self.baseline)
-        return self.baseline
-
-    @torch.no_grad()
-    def validate(self) -> dict[str, float] | None:
-        """Score the generator (its EMA with --ema) on the val crops: PSNR (peak-to-peak 2 in
-        [-1, 1]), L2 (MSE) and LPIPS alex-l / vgg-l / pe-l where available; keep the weights
-        of the best round by --select; write a row of val.csv and a PNG."""
-        if not self.dist.is_writer or len(self.val_hr) == 0:
-            return None
-        self._baseline_scores()
-        m = self.model
-        model = m.G if m.ema is None else m.ema.shadow
-        was_training = model.training
-        model.eval()
-        srs = []
-        lr_all, hr_all = self._val_on_device()
-        try:
-            step = max(self.cfg.batch_size, VAL_BATCH.get(self.device.type, 16))
-            for i in range(0, len(hr_all), step):
-                lr = lr_all[i:i + step]
-                if m.channels_last:
-                    lr = lr.contiguous(memory_format=torch.channels_last)
-                with m.autocast():
-                    sr = model(lr)
-                srs.append(sr.float().clamp(-1, 1))
-        finally:
-            model.train(was_training)
-        sr_all = torch.cat(srs)  # scored where it was made: no round trip through the host
-        scores = self._scores(sr_all, hr_all)
-        rec = {"iteration": self.iteration, **scores,
-               "l2": float(((sr_all - hr_all) ** 2).mean())}
-        if self.selection.offer(self.iteration, scores) and self.cfg.select != "last":
-            self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            self.best_scores = {k: v for k, v in rec.items() if k != "iteration"}
-        self.rundir.log_val(rec)
-        n = min(4, len(sr_all))
-        self.rundir.write_triples(self.iteration, self.val_lr()[:n].float(), sr_all[:n].cpu(),
-                                  self.val_hr[:n], self.cfg.scale)
-        return rec
 
     # ---------------------------------------------------------------- the loop
 
