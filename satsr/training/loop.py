@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -47,14 +47,16 @@ from satsr.nn.generator import Generator
 from satsr.nn.phi import Variant, get_variant
 from satsr.nn.vgg import load_vgg
 from satsr.progress import SPEED, progress_bar
-from satsr.training.config import CHANGEABLE_ON_RESUME, TrainConfig, make_config
+from satsr.training.config import TrainConfig, make_config
 from satsr.training.gcn import GCNModel
+from satsr.training.resume import (
+    check_resumed_config,
+    check_resumed_data,
+    load_state,
+    state_dict,
+)
 from satsr.training.rundir import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
     RunDir,
-    rng_state,
-    set_rng_state,
 )
 from satsr.training.selection import Selection
 from satsr.training.validation import Validator
@@ -117,7 +119,7 @@ class Trainer:
         ckpt = self.rundir.check(resume, overwrite)
         self.dist.barrier()  # every rank has looked at RUN before rank 0 writes into it
         if ckpt is not None:
-            self._check_resumed_config(ckpt)
+            check_resumed_config(self, ckpt)
 
         # ---- data
         self.index = DatasetIndex.read(cfg.data)
@@ -141,18 +143,7 @@ class Trainer:
             raise SatsrError(f"dataset index scaling has {self.scaling.bands} bands but "
                              f"band_count is {self.bands}")
         if ckpt is not None:
-            if int(ckpt["bands"]) != self.bands or str(ckpt.get("dtype")) != self.index.dtype:
-                raise SatsrError(
-                    f"dataset {self.index.root} has {self.bands} {self.index.dtype} bands but "
-                    f"the resumed run was trained on {ckpt['bands']} {ckpt.get('dtype')} bands")
-            split = ckpt.get("train_split")  # absent from older checkpoints
-            now = self._train_split()
-            if split is not None and (split["chips"] != now["chips"] or (
-                    split.get("content", now["content"]) != now["content"]) or (
-                    "content" not in split and split.get("digest") != now["digest"])):
-                raise SatsrError(
-                    f"dataset {self.index.root} does not hold the train split the resumed run "
-                    f"was trained on ({split['chips']} chips then, {n} now, or other chips)")
+            check_resumed_data(self, ckpt)
             self.scaling = BandScaling.from_dict(ckpt["scaling"])  # the model's own numbers
         if self.variant.phi == "vgg" and self.bands != 3:
             raise SatsrError(f"variant {cfg.variant} uses VGG19, which reads 3-band RGB; this "
@@ -178,7 +169,7 @@ class Trainer:
         self._elapsed_before = 0.0  # training seconds of earlier sessions (from the checkpoint)
         self._t0: float | None = None
         if ckpt is not None:
-            self._load_state(ckpt)
+            load_state(self, ckpt)
         self.dataset = TrainCrops(self.train_chips, self.scaling, cfg.hr_size, cfg.seed,
                                   self.chip_hw)
         self.validator.load(self.index, self.val_chips, self.bands, self.scaling, self.chip_hw)
@@ -211,96 +202,16 @@ class Trainer:
         """One validation round (see Validator.validate)."""
         return self.validator.validate()
 
-    def _check_resumed_config(self, ckpt: dict[str, Any]) -> None:
-        """Refuse, in one line, a resume that changes what the run trains or measures.
-
-        Every option outside CHANGEABLE_ON_RESUME must equal the checkpoint's (a key an older
-        checkpoint lacks counts as its default), and so must the number of processes: the
-        global batch is batch_size x processes.
-        """
-        saved = ckpt["config"]
-        changed = []
-        for f in fields(TrainConfig):
-            if f.name in CHANGEABLE_ON_RESUME:
-                continue
-            before = saved.get(f.name, f.default)
-            now = getattr(self.cfg, f.name)
-            if before != now:
-                changed.append((f.name, before, now))
-        if changed:
-            names = ", ".join(n for n, _, _ in changed)
-            was = ", ".join(f"{n}={b!r}" for n, b, _ in changed)
-            given = ", ".join(f"{n}={a!r}" for n, _, a in changed)
-            raise SatsrError(f"cannot change {names} of a resumed run ({self.run_dir} was "
-                             f"trained with {was}; given {given}); only "
-                             f"{', '.join(CHANGEABLE_ON_RESUME[2:])} may change",
-                             option=(*(n for n, _, _ in changed), *CHANGEABLE_ON_RESUME))
-        world = int(ckpt.get("sampler", {}).get("world", self.dist.world))
-        if world != self.dist.world:
-            raise SatsrError(f"cannot resume {self.run_dir} on {self.dist.world} process(es): "
-                             f"it was trained on {world} (the global batch would change)")
-
     # ---------------------------------------------------------------- state
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly (tensors, lists, dicts: weights_only-safe)."""
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            **self.model.state_dict(),
-            "config": asdict(self.cfg),
-            "variant": self.cfg.variant,
-            "bands": self.bands,
-            "dtype": self.index.dtype,
-            "scaling": self.scaling.to_dict(),
-            "rng": rng_state(),
-            "sampler": {"seed": self.cfg.seed, "next_iteration": self.iteration,
-                        "world": self.dist.world, "batch_size": self.cfg.batch_size},
-            "train_split": self._train_split(),
-            "elapsed_s": self.elapsed(),
-            "selection": self.selection.state_dict(),
-            "best_generator": self.validator.best_state,
-            "best_scores": self.validator.best_scores,
-            "baseline": self.validator.baseline,
-            "init_from": self.init_from,
-        }
-
-    def _train_split(self) -> dict[str, Any]:
-        """Identity of the train split: chip count and a digest of the chips' relative paths.
-
-        Lets a resume accept a moved dataset (`data` may change) but not a different one.
-        """
-        names = "\n".join(os.path.relpath(c, self.index.root) for c in self.train_chips)
-        # what each chip holds: its source raster (by name) and window; a dataset cut from
-        # other rasters, or elsewhere in them, is another dataset whatever its file names
-        content = "\n".join(f"{os.path.relpath(c.path, self.index.root)}|"
-                            f"{os.path.basename(c.source)}|{list(c.window)}"
-                            for c in self.index.split("train"))
-        return {"chips": len(self.train_chips),
-                "digest": hashlib.sha256(names.encode()).hexdigest(),
-                "content": hashlib.sha256(content.encode()).hexdigest()}
+        """Everything needed to continue exactly (see satsr.training.resume.state_dict)."""
+        return state_dict(self)
 
     def elapsed(self) -> float:
         """Seconds of training of this run, earlier (resumed) sessions included."""
         now = time.perf_counter() - self._t0 if self._t0 is not None else 0.0
         return self._elapsed_before + now
-
-    def _load_state(self, state: dict[str, Any]) -> None:
-        """Restore the model, RNG states and selection from a checkpoint."""
-        try:
-            self.model.load_state_dict(state)
-            set_rng_state(state["rng"])
-            self._elapsed_before = float(state.get("elapsed_s", 0.0))
-            if state.get("selection") is not None:
-                self.selection.load_state_dict(state["selection"])
-            self.validator.best_state = state.get("best_generator")
-            self.validator.best_scores = state.get("best_scores")
-            self.validator.baseline = state.get("baseline")
-            self.init_from = state.get("init_from")
-        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SatsrError(f"{self.rundir.checkpoint} does not fit this run's networks "
-                             f"({first[:200]})") from None
 
     def model_metadata(self) -> dict[str, Any]:
         """Metadata of RUN/model.safetensors (see satsr.inference.modelfile)."""
