@@ -47,6 +47,7 @@ from satsr.nn.generator import Generator
 from satsr.nn.phi import Variant, get_variant
 from satsr.nn.vgg import load_vgg
 from satsr.progress import SPEED, progress_bar
+from satsr.training.card import model_metadata
 from satsr.training.config import TrainConfig, make_config
 from satsr.training.gcn import GCNModel
 from satsr.training.resume import (
@@ -214,39 +215,8 @@ class Trainer:
         return self._elapsed_before + now
 
     def model_metadata(self) -> dict[str, Any]:
-        """Metadata of RUN/model.safetensors (see satsr.inference.modelfile)."""
-        gsd = self.index.gsd_range
-        return {
-            "variant": self.cfg.variant,
-            "scale": self.cfg.scale,
-            "bands": self.bands,
-            "source_bands": self.index.meta.get("bands"),
-            "dtype": self.index.dtype,
-            "scaling": self.scaling.to_dict(),
-            "gsd_range": list(gsd) if gsd else None,
-            "iterations": self.iteration,
-            "phi_depth": self.cfg.phi_depth,
-            # trained on band samples (satsr.data.bandsamples): one band at a time, any sensor
-            "bandwise": bool(self.index.meta.get("band_samples")),
-            "degradation": self.model.degradation.to_dict(),
-            "selection": {"criterion": self.cfg.select, "psnr_floor": self.cfg.psnr_floor,
-                          "iteration": (self.iteration if self._exports_latest()
-                                        else self.selection.best_iteration),
-                          "scores": None if self._exports_latest() else self.validator.best_scores,
-                          "bicubic": self.validator.baseline},
-            "ema": self.cfg.ema or None,
-            "init_from": self.init_from,
-            **({"vgg_net": self.cfg.vgg_net} if self.variant.phi == "vgg" else {}),
-            "data": {
-                "dataset": str(self.index.root),
-                "train_chips": len(self.train_chips),
-                "val_chips": len(self.val_chips),
-                "chip_size": list(self.chip_hw),
-                "hr_size": self.cfg.hr_size,
-                "sources": sorted({c.source for c in self.index.chips})[:20],
-                "crs": sorted({c.crs for c in self.index.chips if c.crs})[:20],
-            },
-        }
+        """Metadata of RUN/model.safetensors (see satsr.training.card)."""
+        return model_metadata(self)
 
     def save_checkpoint(self) -> None:
         """checkpoint.pt (atomic) and model.safetensors, from rank 0."""
