@@ -19,8 +19,6 @@ import copy
 import hashlib
 import math
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -60,6 +58,7 @@ from satsr.training.rundir import (
     RunDir,
 )
 from satsr.training.selection import Selection
+from satsr.training.signals import ignore_sigint, stop_requests
 from satsr.training.validation import Validator
 
 
@@ -77,15 +76,6 @@ class TrainResult:
     iteration_times: list[float] = field(default_factory=list)
     seconds: float = 0.0
     device: str = "cpu"
-
-
-def _ignore_sigint(_: int) -> None:
-    """DataLoader worker init: Ctrl-C is handled by the main process only."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-#: Seconds a stop request (Ctrl-C, SIGTERM) waits for the running step before it aborts it.
-STOP_GRACE_S = 20.0
 
 
 class Trainer:
@@ -176,8 +166,6 @@ class Trainer:
         self.validator.load(self.index, self.val_chips, self.bands, self.scaling, self.chip_hw)
         self._pending: list[tuple[int, torch.Tensor]] = []
         self._last_losses: dict[str, float] = {}
-        self._stop = False
-        self._stop_timer: threading.Timer | None = None
         self._good_iteration: int | None = int(ckpt["iteration"]) if ckpt else None
 
     @property
@@ -273,27 +261,6 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
 
-    def _install_sigint(self) -> Any:
-        """First Ctrl-C (or SIGTERM): finish the iteration, save, stop. Second: abort at once.
-        A step still running STOP_GRACE_S seconds after the first counts as the second: a
-        stop request is never left waiting on a step of minutes."""
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
-        def second() -> None:
-            with contextlib.suppress(OSError):
-                os.kill(os.getpid(), signal.SIGINT)
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._stop:
-                raise KeyboardInterrupt
-            self._stop = True
-            self._stop_timer = threading.Timer(STOP_GRACE_S, second)
-            self._stop_timer.daemon = True
-            self._stop_timer.start()
-
-        return signal.signal(signal.SIGINT, handler)
-
     def _prepare(self) -> None:
         """Rank 0 creates (or cleans, or trims for a resume) the run folder."""
         if self.dist.is_writer:
@@ -315,15 +282,14 @@ class Trainer:
             workers = min(4, max(0, cpus // self.dist.world - 1)) if self.cuda else 0
         loader = train_loader(self.dataset, start, cfg.iterations, cfg.batch_size,
                               self.dist.rank, self.dist.world, workers, pin_memory=self.cuda,
-                              worker_init_fn=_ignore_sigint)
+                              worker_init_fn=ignore_sigint)
         if cfg.val_every and start == 0:
             rec = self.validate()
             if rec:
                 result.val.append(rec)
         self.model.train()
-        old_handler = self._install_sigint()
         stopped = False
-        try:
+        with stop_requests() as stop:
             with self._progress(start) as bar:
                 for hr, idx in loader:
                     values = self.model.step(hr.to(self.device, non_blocking=True))
@@ -345,11 +311,10 @@ class Trainer:
                         self._flush()
                         self.save_checkpoint()
                     bar(it)
-                    if self.dist.any(self._stop, self.device):
+                    if self.dist.any(stop.requested, self.device):
                         stopped = True
                         break
-            if self._stop_timer is not None:  # the step ended in time: save unhurried
-                self._stop_timer.cancel()
+            stop.cancel_timer()  # the step ended in time: save unhurried
             self._flush()
             if self.iteration > start:
                 if cfg.val_every and not stopped:
@@ -359,11 +324,6 @@ class Trainer:
                 self.save_checkpoint()
             if self.dist.is_writer and not stopped:
                 self.rundir.plot()
-        finally:
-            if self._stop_timer is not None:
-                self._stop_timer.cancel()
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
         self.dist.barrier()
         result.iterations = self.iteration
         result.losses = dict(self._last_losses)
