@@ -387,9 +387,9 @@ def test_a_stop_request_does_not_wait_for_a_step_of_minutes(shared, tmp_path, mo
     import signal
     import time
 
-    import satsr.training.loop as loop
+    import satsr.training.signals as signals
 
-    monkeypatch.setattr(loop, "STOP_GRACE_S", 0.5)
+    monkeypatch.setattr(signals, "STOP_GRACE_S", 0.5)
     ds = write_dataset(tmp_path / "ds", shared / SRC, 32, {"train": 2, "val": 1})
 
     def slow_step(trainer, it):  # the request comes, then a step of "minutes"

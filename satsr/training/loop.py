@@ -19,24 +19,20 @@ import copy
 import hashlib
 import math
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 import torch
 from torch import nn
 
-from satsr.data.crops import TrainCrops, chip_size, load_val, train_loader
-from satsr.data.degrade import Degradation, upsample
+from satsr.data.crops import TrainCrops, chip_size, train_loader
+from satsr.data.degrade import Degradation
 from satsr.data.index import DatasetIndex
 from satsr.data.scaling import BandScaling
-from satsr.errors import MissingWeightsError, SatsrError, TrainingDiverged, TrainingStopped
-from satsr.evaluation.metrics import LPIPS_MIN_SIZE, lpips_unavailable
+from satsr.errors import SatsrError, TrainingDiverged, TrainingStopped
 from satsr.inference.modelfile import load_model, resolve_model_path
 from satsr.nn.device import resolve_device
 from satsr.nn.distributed import (
@@ -49,28 +45,21 @@ from satsr.nn.generator import Generator
 from satsr.nn.phi import Variant, get_variant
 from satsr.nn.vgg import load_vgg
 from satsr.progress import SPEED, progress_bar
-from satsr.training.config import CHANGEABLE_ON_RESUME, TrainConfig, make_config
+from satsr.training.card import model_metadata
+from satsr.training.config import TrainConfig, make_config
 from satsr.training.gcn import GCNModel
+from satsr.training.resume import (
+    check_resumed_config,
+    check_resumed_data,
+    load_state,
+    state_dict,
+)
 from satsr.training.rundir import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
     RunDir,
-    rng_state,
-    set_rng_state,
 )
-from satsr.training.selection import (
-    LOGGED,
-    NEEDS,
-    Selection,
-    ValidationScorer,
-    psnr_unit,
-)
-
-#: Seed stream of the fixed val LR's random draws.
-_VAL_DEG_STREAM = 0xDE7
-#: Val chips per generator pass (at least the batch size): a 48-chip validation is one pass on a
-#: GPU; the CPU keeps its activations smaller.
-VAL_BATCH = {"cuda": 48, "cpu": 16}
+from satsr.training.selection import Selection
+from satsr.training.signals import ignore_sigint, stop_requests
+from satsr.training.validation import Validator
 
 
 @dataclass
@@ -87,15 +76,6 @@ class TrainResult:
     iteration_times: list[float] = field(default_factory=list)
     seconds: float = 0.0
     device: str = "cpu"
-
-
-def _ignore_sigint(_: int) -> None:
-    """DataLoader worker init: Ctrl-C is handled by the main process only."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-#: Seconds a stop request (Ctrl-C, SIGTERM) waits for the running step before it aborts it.
-STOP_GRACE_S = 20.0
 
 
 class Trainer:
@@ -130,7 +110,7 @@ class Trainer:
         ckpt = self.rundir.check(resume, overwrite)
         self.dist.barrier()  # every rank has looked at RUN before rank 0 writes into it
         if ckpt is not None:
-            self._check_resumed_config(ckpt)
+            check_resumed_config(self, ckpt)
 
         # ---- data
         self.index = DatasetIndex.read(cfg.data)
@@ -154,18 +134,7 @@ class Trainer:
             raise SatsrError(f"dataset index scaling has {self.scaling.bands} bands but "
                              f"band_count is {self.bands}")
         if ckpt is not None:
-            if int(ckpt["bands"]) != self.bands or str(ckpt.get("dtype")) != self.index.dtype:
-                raise SatsrError(
-                    f"dataset {self.index.root} has {self.bands} {self.index.dtype} bands but "
-                    f"the resumed run was trained on {ckpt['bands']} {ckpt.get('dtype')} bands")
-            split = ckpt.get("train_split")  # absent from older checkpoints
-            now = self._train_split()
-            if split is not None and (split["chips"] != now["chips"] or (
-                    split.get("content", now["content"]) != now["content"]) or (
-                    "content" not in split and split.get("digest") != now["digest"])):
-                raise SatsrError(
-                    f"dataset {self.index.root} does not hold the train split the resumed run "
-                    f"was trained on ({split['chips']} chips then, {n} now, or other chips)")
+            check_resumed_data(self, ckpt)
             self.scaling = BandScaling.from_dict(ckpt["scaling"])  # the model's own numbers
         if self.variant.phi == "vgg" and self.bands != 3:
             raise SatsrError(f"variant {cfg.variant} uses VGG19, which reads 3-band RGB; this "
@@ -186,25 +155,17 @@ class Trainer:
         self.model = GCNModel(cfg, self.bands, self.device, vgg=vgg, rank=self.dist.rank,
                               distributed=self.dist.enabled, init_generator=init_generator,
                               degradation=self.degradation)
-        self.best_state: dict[str, torch.Tensor] | None = None  # weights of the best val round
-        self.best_scores: dict[str, float] | None = None
-        self.baseline: dict[str, float] | None = None  # bicubic's val scores
+        self.validator = Validator(cfg, self.model, self.selection, self.rundir, self.dist,
+                                   self.device)
         self._elapsed_before = 0.0  # training seconds of earlier sessions (from the checkpoint)
         self._t0: float | None = None
         if ckpt is not None:
-            self._load_state(ckpt)
+            load_state(self, ckpt)
         self.dataset = TrainCrops(self.train_chips, self.scaling, cfg.hr_size, cfg.seed,
                                   self.chip_hw)
-        self.val_hr = (load_val(self.val_chips, self.scaling, cfg.hr_size, cfg.val_chips,
-                                self.chip_hw)
-                       if self.dist.is_writer and cfg.val_every else torch.empty(0))
-        self._val_lr: torch.Tensor | None = None
-        self._val_dev: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.scorer = self._make_scorer()
+        self.validator.load(self.index, self.val_chips, self.bands, self.scaling, self.chip_hw)
         self._pending: list[tuple[int, torch.Tensor]] = []
         self._last_losses: dict[str, float] = {}
-        self._stop = False
-        self._stop_timer: threading.Timer | None = None
         self._good_iteration: int | None = int(ckpt["iteration"]) if ckpt else None
 
     @property
@@ -217,168 +178,33 @@ class Trainer:
         """Files this session wrote."""
         return self.rundir.written
 
-    def _make_scorer(self) -> ValidationScorer | None:
-        """Validation scores: PSNR, plus LPIPS alex-l / vgg-l where they can be computed.
+    @property
+    def val_hr(self) -> torch.Tensor:
+        """The val crops (HR), on the host (see Validator)."""
+        return self.validator.val_hr
 
-        A criterion that needs LPIPS is refused here, before anything is written, when the
-        run cannot validate, the data has fewer than 3 bands, the crops are too small or the
-        weights are missing (that error names the file and folder).
-        """
-        cfg = self.cfg
-        needs = NEEDS[cfg.select]
-        if needs or cfg.select == "psnr":
-            why = ("val_every is 0" if not cfg.val_every else
-                   f"dataset {self.index.root} has no val chips" if not self.val_chips else "")
-            if why:
-                raise SatsrError(f"select {cfg.select} needs validation, but {why}",
-                                 option=("select", "val_every"))
-        if needs and self.bands == 2:
-            raise SatsrError(f"select {cfg.select} scores LPIPS on 3 bands (or on one, as "
-                             f"grey); this dataset has {self.bands} (use select psnr)",
-                             option="select")
-        if needs and cfg.hr_size < LPIPS_MIN_SIZE:
-            raise SatsrError(f"select {cfg.select} needs hr_size >= {LPIPS_MIN_SIZE} (LPIPS "
-                             f"trunks), not {cfg.hr_size}", option=("select", "hr_size"))
-        missing = lpips_unavailable(needs, cfg.lpips_weights)
-        if missing:
-            name, reason = next(iter(missing.items()))
-            raise MissingWeightsError(f"select {cfg.select} needs LPIPS {name}: {reason}",
-                                      option="select")
-        if not (self.dist.is_writer and cfg.val_every and self.val_chips):
-            return None
-        extra: tuple[str, ...] = ()
-        if self.bands != 2 and cfg.hr_size >= LPIPS_MIN_SIZE and not lpips_unavailable(
-                LOGGED, cfg.lpips_weights):
-            extra = LOGGED
-        rgb = (0, 1, 2) if self.bands >= 3 else (0, 0, 0)  # one band: LPIPS of it as grey
-        return ValidationScorer(cfg.select, rgb, cfg.lpips_weights, str(self.device),
-                                extra=extra)
+    def val_lr(self) -> torch.Tensor:
+        """The val crops degraded once, with a fixed seed (see Validator)."""
+        return self.validator.val_lr()
 
-    def _check_resumed_config(self, ckpt: dict[str, Any]) -> None:
-        """Refuse, in one line, a resume that changes what the run trains or measures.
-
-        Every option outside CHANGEABLE_ON_RESUME must equal the checkpoint's (a key an older
-        checkpoint lacks counts as its default), and so must the number of processes: the
-        global batch is batch_size x processes.
-        """
-        saved = ckpt["config"]
-        changed = []
-        for f in fields(TrainConfig):
-            if f.name in CHANGEABLE_ON_RESUME:
-                continue
-            before = saved.get(f.name, f.default)
-            now = getattr(self.cfg, f.name)
-            if before != now:
-                changed.append((f.name, before, now))
-        if changed:
-            names = ", ".join(n for n, _, _ in changed)
-            was = ", ".join(f"{n}={b!r}" for n, b, _ in changed)
-            given = ", ".join(f"{n}={a!r}" for n, _, a in changed)
-            raise SatsrError(f"cannot change {names} of a resumed run ({self.run_dir} was "
-                             f"trained with {was}; given {given}); only "
-                             f"{', '.join(CHANGEABLE_ON_RESUME[2:])} may change",
-                             option=(*(n for n, _, _ in changed), *CHANGEABLE_ON_RESUME))
-        world = int(ckpt.get("sampler", {}).get("world", self.dist.world))
-        if world != self.dist.world:
-            raise SatsrError(f"cannot resume {self.run_dir} on {self.dist.world} process(es): "
-                             f"it was trained on {world} (the global batch would change)")
+    def validate(self) -> dict[str, float] | None:
+        """One validation round (see Validator.validate)."""
+        return self.validator.validate()
 
     # ---------------------------------------------------------------- state
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly (tensors, lists, dicts: weights_only-safe)."""
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            **self.model.state_dict(),
-            "config": asdict(self.cfg),
-            "variant": self.cfg.variant,
-            "bands": self.bands,
-            "dtype": self.index.dtype,
-            "scaling": self.scaling.to_dict(),
-            "rng": rng_state(),
-            "sampler": {"seed": self.cfg.seed, "next_iteration": self.iteration,
-                        "world": self.dist.world, "batch_size": self.cfg.batch_size},
-            "train_split": self._train_split(),
-            "elapsed_s": self.elapsed(),
-            "selection": self.selection.state_dict(),
-            "best_generator": self.best_state,
-            "best_scores": self.best_scores,
-            "baseline": self.baseline,
-            "init_from": self.init_from,
-        }
-
-    def _train_split(self) -> dict[str, Any]:
-        """Identity of the train split: chip count and a digest of the chips' relative paths.
-
-        Lets a resume accept a moved dataset (`data` may change) but not a different one.
-        """
-        names = "\n".join(os.path.relpath(c, self.index.root) for c in self.train_chips)
-        # what each chip holds: its source raster (by name) and window; a dataset cut from
-        # other rasters, or elsewhere in them, is another dataset whatever its file names
-        content = "\n".join(f"{os.path.relpath(c.path, self.index.root)}|"
-                            f"{os.path.basename(c.source)}|{list(c.window)}"
-                            for c in self.index.split("train"))
-        return {"chips": len(self.train_chips),
-                "digest": hashlib.sha256(names.encode()).hexdigest(),
-                "content": hashlib.sha256(content.encode()).hexdigest()}
+        """Everything needed to continue exactly (see satsr.training.resume.state_dict)."""
+        return state_dict(self)
 
     def elapsed(self) -> float:
         """Seconds of training of this run, earlier (resumed) sessions included."""
         now = time.perf_counter() - self._t0 if self._t0 is not None else 0.0
         return self._elapsed_before + now
 
-    def _load_state(self, state: dict[str, Any]) -> None:
-        """Restore the model, RNG states and selection from a checkpoint."""
-        try:
-            self.model.load_state_dict(state)
-            set_rng_state(state["rng"])
-            self._elapsed_before = float(state.get("elapsed_s", 0.0))
-            if state.get("selection") is not None:
-                self.selection.load_state_dict(state["selection"])
-            self.best_state = state.get("best_generator")
-            self.best_scores = state.get("best_scores")
-            self.baseline = state.get("baseline")
-            self.init_from = state.get("init_from")
-        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SatsrError(f"{self.rundir.checkpoint} does not fit this run's networks "
-                             f"({first[:200]})") from None
-
     def model_metadata(self) -> dict[str, Any]:
-        """Metadata of RUN/model.safetensors (see satsr.inference.modelfile)."""
-        gsd = self.index.gsd_range
-        return {
-            "variant": self.cfg.variant,
-            "scale": self.cfg.scale,
-            "bands": self.bands,
-            "source_bands": self.index.meta.get("bands"),
-            "dtype": self.index.dtype,
-            "scaling": self.scaling.to_dict(),
-            "gsd_range": list(gsd) if gsd else None,
-            "iterations": self.iteration,
-            "phi_depth": self.cfg.phi_depth,
-            # trained on band samples (satsr.data.bandsamples): one band at a time, any sensor
-            "bandwise": bool(self.index.meta.get("band_samples")),
-            "degradation": self.model.degradation.to_dict(),
-            "selection": {"criterion": self.cfg.select, "psnr_floor": self.cfg.psnr_floor,
-                          "iteration": (self.iteration if self._exports_latest()
-                                        else self.selection.best_iteration),
-                          "scores": None if self._exports_latest() else self.best_scores,
-                          "bicubic": self.baseline},
-            "ema": self.cfg.ema or None,
-            "init_from": self.init_from,
-            **({"vgg_net": self.cfg.vgg_net} if self.variant.phi == "vgg" else {}),
-            "data": {
-                "dataset": str(self.index.root),
-                "train_chips": len(self.train_chips),
-                "val_chips": len(self.val_chips),
-                "chip_size": list(self.chip_hw),
-                "hr_size": self.cfg.hr_size,
-                "sources": sorted({c.source for c in self.index.chips})[:20],
-                "crs": sorted({c.crs for c in self.index.chips if c.crs})[:20],
-            },
-        }
+        """Metadata of RUN/model.safetensors (see satsr.training.card)."""
+        return model_metadata(self)
 
     def save_checkpoint(self) -> None:
         """checkpoint.pt (atomic) and model.safetensors, from rank 0."""
@@ -388,7 +214,7 @@ class Trainer:
         self._good_iteration = self.iteration
 
     def _exports_latest(self) -> bool:
-        return self.cfg.select == "last" or self.best_state is None
+        return self.cfg.select == "last" or self.validator.best_state is None
 
     def export_generator(self) -> Generator:
         """The generator model.safetensors holds: the selected round's weights, else the
@@ -398,11 +224,11 @@ class Trainer:
         if self._exports_latest():
             return source
         g = copy.deepcopy(source)
-        assert self.best_state is not None
-        g.load_state_dict(self.best_state)
+        assert self.validator.best_state is not None
+        g.load_state_dict(self.validator.best_state)
         return g
 
-    # ---------------------------------------------------------------- logging, validation
+    # ---------------------------------------------------------------- logging
 
     def _flush(self) -> None:
         """Write pending losses to log.csv; stop on NaN / inf (checked on every rank)."""
@@ -433,94 +259,7 @@ class Trainer:
             raise TrainingDiverged(f"training diverged: {where}; stopped, {kept} (try a lower "
                                    "lr)", option="lr")
 
-    def val_lr(self) -> torch.Tensor:
-        """The val crops degraded once, with a fixed seed: every round scores the same LR."""
-        if self._val_lr is None:
-            rng = np.random.default_rng([self.cfg.seed, _VAL_DEG_STREAM])
-            with torch.no_grad():
-                self._val_lr = self.model.degradation(self.val_hr, rng).clamp_(-1.0, 1.0)
-        return self._val_lr
-
-    def _val_on_device(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The val LR and HR crops on the training device (moved there once a run)."""
-        if self._val_dev is None:
-            self._val_dev = (self.val_lr().to(self.device), self.val_hr.to(self.device))
-        return self._val_dev
-
-    def _scores(self, sr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
-        if self.scorer is not None:
-            return self.scorer(sr, hr)
-        return {"psnr": float(psnr_unit(sr, hr).mean())}
-
-    def _baseline_scores(self) -> dict[str, float]:
-        """Bicubic's scores on the val crops (the reference of psnr_floor), once a run."""
-        if self.baseline is None:
-            up = upsample(self.val_lr(), self.cfg.scale, "bicubic")
-            self.baseline = self._scores(up, self.val_hr)
-            self.selection.bicubic_psnr = self.baseline["psnr"]
-            self.rundir.write_baseline(self.baseline)
-        return self.baseline
-
-    @torch.no_grad()
-    def validate(self) -> dict[str, float] | None:
-        """Score the generator (its EMA with --ema) on the val crops: PSNR (peak-to-peak 2 in
-        [-1, 1]), L2 (MSE) and LPIPS alex-l / vgg-l / pe-l where available; keep the weights
-        of the best round by --select; write a row of val.csv and a PNG."""
-        if not self.dist.is_writer or len(self.val_hr) == 0:
-            return None
-        self._baseline_scores()
-        m = self.model
-        model = m.G if m.ema is None else m.ema.shadow
-        was_training = model.training
-        model.eval()
-        srs = []
-        lr_all, hr_all = self._val_on_device()
-        try:
-            step = max(self.cfg.batch_size, VAL_BATCH.get(self.device.type, 16))
-            for i in range(0, len(hr_all), step):
-                lr = lr_all[i:i + step]
-                if m.channels_last:
-                    lr = lr.contiguous(memory_format=torch.channels_last)
-                with m.autocast():
-                    sr = model(lr)
-                srs.append(sr.float().clamp(-1, 1))
-        finally:
-            model.train(was_training)
-        sr_all = torch.cat(srs)  # scored where it was made: no round trip through the host
-        scores = self._scores(sr_all, hr_all)
-        rec = {"iteration": self.iteration, **scores,
-               "l2": float(((sr_all - hr_all) ** 2).mean())}
-        if self.selection.offer(self.iteration, scores) and self.cfg.select != "last":
-            self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            self.best_scores = {k: v for k, v in rec.items() if k != "iteration"}
-        self.rundir.log_val(rec)
-        n = min(4, len(sr_all))
-        self.rundir.write_triples(self.iteration, self.val_lr()[:n].float(), sr_all[:n].cpu(),
-                                  self.val_hr[:n], self.cfg.scale)
-        return rec
-
     # ---------------------------------------------------------------- the loop
-
-    def _install_sigint(self) -> Any:
-        """First Ctrl-C (or SIGTERM): finish the iteration, save, stop. Second: abort at once.
-        A step still running STOP_GRACE_S seconds after the first counts as the second: a
-        stop request is never left waiting on a step of minutes."""
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
-        def second() -> None:
-            with contextlib.suppress(OSError):
-                os.kill(os.getpid(), signal.SIGINT)
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._stop:
-                raise KeyboardInterrupt
-            self._stop = True
-            self._stop_timer = threading.Timer(STOP_GRACE_S, second)
-            self._stop_timer.daemon = True
-            self._stop_timer.start()
-
-        return signal.signal(signal.SIGINT, handler)
 
     def _prepare(self) -> None:
         """Rank 0 creates (or cleans, or trims for a resume) the run folder."""
@@ -543,15 +282,14 @@ class Trainer:
             workers = min(4, max(0, cpus // self.dist.world - 1)) if self.cuda else 0
         loader = train_loader(self.dataset, start, cfg.iterations, cfg.batch_size,
                               self.dist.rank, self.dist.world, workers, pin_memory=self.cuda,
-                              worker_init_fn=_ignore_sigint)
+                              worker_init_fn=ignore_sigint)
         if cfg.val_every and start == 0:
             rec = self.validate()
             if rec:
                 result.val.append(rec)
         self.model.train()
-        old_handler = self._install_sigint()
         stopped = False
-        try:
+        with stop_requests() as stop:
             with self._progress(start) as bar:
                 for hr, idx in loader:
                     values = self.model.step(hr.to(self.device, non_blocking=True))
@@ -573,11 +311,10 @@ class Trainer:
                         self._flush()
                         self.save_checkpoint()
                     bar(it)
-                    if self.dist.any(self._stop, self.device):
+                    if self.dist.any(stop.requested, self.device):
                         stopped = True
                         break
-            if self._stop_timer is not None:  # the step ended in time: save unhurried
-                self._stop_timer.cancel()
+            stop.cancel_timer()  # the step ended in time: save unhurried
             self._flush()
             if self.iteration > start:
                 if cfg.val_every and not stopped:
@@ -587,11 +324,6 @@ class Trainer:
                 self.save_checkpoint()
             if self.dist.is_writer and not stopped:
                 self.rundir.plot()
-        finally:
-            if self._stop_timer is not None:
-                self._stop_timer.cancel()
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
         self.dist.barrier()
         result.iterations = self.iteration
         result.losses = dict(self._last_losses)
