@@ -476,13 +476,28 @@ def step_adaptive(gen, meta: dict, folder: Path, dataset: Path, cap: int,
     return choice
 
 
+def apply_choice(gen, meta: dict, choice: dict, accuracy: list[float]) -> dict:
+    """The metadata of `gen` with choose_variant's `choice` (strength, adaptive thresholds,
+    zero-mean correction, and the choice under selection.adaptive), applied to `gen` too."""
+    from satsr.inference.modelfile import apply_inference_options
+
+    meta = {k: v for k, v in meta.items() if k != "adaptive"}
+    meta.update(strength=choice["strength"], zero_mean=True)
+    if choice["adaptive"] is not None:
+        meta["adaptive"] = choice["adaptive"]
+    meta["selection"]["adaptive"] = {**choice, "probe_train_accuracy": accuracy}
+    gen.strength = choice["strength"]
+    apply_inference_options(gen, meta)
+    return meta
+
+
 def finalize(run_dir: Path, data_dir: Path, out_dir: Path, quick: bool = False) -> Path:
     """A finished `satsr train` run (its model.safetensors: the round its --select kept)
     turned into a shippable model as export does: the aliasing probe fitted on the train
     split of `data_dir`, the adaptive variant chosen on its val split (ADAPTIVE_GRID, the
     floors of rgb-ft), written to OUT/model.safetensors with OUT/card.md (the val rounds and
     the variant table). `quick` shrinks the probe's data and the val chips (a CPU check)."""
-    from satsr.inference.modelfile import apply_inference_options, load_model, save_model
+    from satsr.inference.modelfile import load_model, save_model
 
     r = RECIPES["rgb-ft"]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -492,13 +507,8 @@ def finalize(run_dir: Path, data_dir: Path, out_dir: Path, quick: bool = False) 
     gen = with_probe(gen, probe)
     choice = step_adaptive(gen, meta, out_dir / "adaptive", data_dir, 2 if quick else 8,
                            r.strength_floor_db)
-    meta = {k: v for k, v in meta.items() if k != "adaptive"}
-    meta.update(strength=choice["strength"], zero_mean=True)
-    if choice["adaptive"] is not None:
-        meta["adaptive"] = choice["adaptive"]
-    meta.setdefault("selection", {})["adaptive"] = {**choice, "probe_train_accuracy": accuracy}
-    gen.strength = choice["strength"]
-    apply_inference_options(gen, meta)
+    meta.setdefault("selection", {})
+    meta = apply_choice(gen, meta, choice, accuracy)
     path = save_model(out_dir / "model.safetensors", gen, meta, half=True)
     val = (run_dir / "val.csv").read_text().strip().splitlines()
     card = [f"# {run_dir.name}", "", "Validation rounds (val.csv):", "",
@@ -602,20 +612,12 @@ def step_export(name: str, work: Path, run_name: str | None, cap: int,
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     path = save_model(MODELS_DIR / f"{name}.safetensors", gen, meta, half=True)
     if r.adaptive:
-        from satsr.inference.modelfile import apply_inference_options
-
         probe, accuracy = fit_probe(work / "data" / r.eval_dataset, gen.scale,
                                     work / "probe" / f"{r.eval_dataset}.pt")
         gen = with_probe(gen, probe)
         choice = step_adaptive(gen, meta, run_dir / "adaptive", work / "data" / r.eval_dataset,
                                max(2, cap // 2), r.strength_floor_db)
-        meta = {k: v for k, v in meta.items() if k != "adaptive"}
-        meta.update(strength=choice["strength"], zero_mean=True)
-        if choice["adaptive"] is not None:
-            meta["adaptive"] = choice["adaptive"]
-        meta["selection"]["adaptive"] = {**choice, "probe_train_accuracy": accuracy}
-        gen.strength = choice["strength"]
-        apply_inference_options(gen, meta)
+        meta = apply_choice(gen, meta, choice, accuracy)
         path = save_model(MODELS_DIR / f"{name}.safetensors", gen, meta, half=True)
     elif r.strength_grid:
         choice = step_strength(name, r, work, path, max(4, cap // 2))
