@@ -135,3 +135,28 @@ def upscale_cli(args: list[Any], capsys: Any) -> tuple[int, str]:
     """Run `satsr upscale ARGS` in-process: (exit code, stderr)."""
     code, _, err = run_cli(["upscale", *map(str, args)], capsys)
     return code, err
+
+
+def refused(code: int, err: str, *needles: str) -> str:
+    """One `satsr: error:` line (no traceback) holding `needles`, a non-zero exit; the line
+    (warnings aside)."""
+    lines = [ln for ln in err.strip().splitlines() if ln and not ln.startswith("satsr: warn")]
+    assert code != 0, err
+    assert len(lines) == 1 and lines[0].startswith("satsr: error:"), err
+    for n in needles:
+        assert n in lines[0], err
+    return lines[0]
+
+
+def real_crop(source: Path, out: Path, size: int) -> Path:
+    """The top-left `size` px of `source`'s RGB bands as a georeferenced uint8 GeoTIFF."""
+    import rasterio
+    from rasterio.windows import Window
+
+    with rasterio.open(source) as ds:
+        win = Window(0, 0, size, size)
+        prof = {"driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": "uint8",
+                "crs": ds.crs, "transform": ds.window_transform(win)}
+        with rasterio.open(out, "w", **prof) as dst:
+            dst.write(ds.read([1, 2, 3], window=win))
+    return out

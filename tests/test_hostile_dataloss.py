@@ -22,9 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import rasterio
-from helpers import run_cli, write_dataset
-from rasterio.windows import Window
+from helpers import real_crop, refused, run_cli, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = "netherlands_aerial_0.25m.tif"
@@ -38,27 +36,10 @@ def digest(folder_or_file: Path) -> dict[str, str]:
             for q in files}
 
 
-def refused(code: int, err: str, *needles: str) -> str:
-    """One `satsr: error:` line (no traceback), a non-zero exit; the line."""
-    lines = [ln for ln in err.strip().splitlines() if ln and not ln.startswith("satsr: warn")]
-    assert code != 0, err
-    assert len(lines) == 1 and lines[0].startswith("satsr: error:"), err
-    for n in needles:
-        assert n in lines[0], err
-    return lines[0]
-
-
 @pytest.fixture()
 def src(shared, tmp_path) -> Path:
     """A 128 px crop of real imagery (fast to cut and to upscale)."""
-    out = tmp_path / "mysrc.tif"
-    with rasterio.open(shared / SRC) as ds:
-        win = Window(0, 0, 128, 128)
-        prof = {"driver": "GTiff", "width": 128, "height": 128, "count": 3, "dtype": "uint8",
-                "crs": ds.crs, "transform": ds.window_transform(win)}
-        with rasterio.open(out, "w", **prof) as dst:
-            dst.write(ds.read([1, 2, 3], window=win))
-    return out
+    return real_crop(shared / SRC, tmp_path / "mysrc.tif", 128)
 
 
 def make_ds(src: Path, out: Path, capsys, *extra: str) -> tuple[int, str]:

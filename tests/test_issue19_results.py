@@ -15,10 +15,9 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
-from helpers import run_cli, tiny_config, write_dataset
+from helpers import real_crop, refused, run_cli, tiny_config, write_dataset
 from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
-from rasterio.windows import Window
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -35,26 +34,10 @@ SRC = "netherlands_aerial_0.25m.tif"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def refused(code: int, err: str, *needles: str) -> str:
-    lines = [ln for ln in err.strip().splitlines() if ln and not ln.startswith("satsr: warn")]
-    assert code != 0, err
-    assert len(lines) == 1 and lines[0].startswith("satsr: error:"), err
-    for n in needles:
-        assert n in lines[0], err
-    return lines[0]
-
-
 @pytest.fixture()
 def small(shared, tmp_path) -> Path:
     """48 px of real imagery (uint8 RGB, georeferenced)."""
-    out = tmp_path / "small.tif"
-    with rasterio.open(shared / SRC) as ds:
-        win = Window(0, 0, 48, 48)
-        prof = {"driver": "GTiff", "width": 48, "height": 48, "count": 3, "dtype": "uint8",
-                "crs": ds.crs, "transform": ds.window_transform(win)}
-        with rasterio.open(out, "w", **prof) as dst:
-            dst.write(ds.read([1, 2, 3], window=win))
-    return out
+    return real_crop(shared / SRC, tmp_path / "small.tif", 48)
 
 
 # ------------------------------------------------------------------ model checksum
