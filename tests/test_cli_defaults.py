@@ -30,7 +30,7 @@ from satsr.data.sampling import parse_split
 RENAMED: dict[str, dict[str, str]] = {
     "upscale": {"inputs": "src", "out": "dst", "co": "creation_options"},
     "eval": {"model": "models", "method": "methods", "metric": "metrics",
-             "degradation": "degradations"},
+             "degradation": "degradations", "lpips_weights": "weights_dir"},
     "make-dataset": {"co": "creation_options"},
 }
 
@@ -46,6 +46,8 @@ CLI_ONLY: dict[str, dict[str, str]] = {
         "figure": "write_figure", "overwrite": "of those three outputs",
         # a library call is quiet unless asked; the CLI shows a bar unless told not to
         "progress": "CLI True, library False on purpose",
+        # hidden former spelling of --lpips-weights, merged into it (weights_dir)
+        "weights_dir_alias": "--weights-dir",
     },
     "make-dataset": {},
 }
@@ -178,3 +180,71 @@ def test_names_declared_once_reach_the_help_texts() -> None:
     eval_help = _cli_params("eval")["degradation"].help
     assert ", ".join(presets.PRESETS) in eval_help
     assert ", ".join(presets.EVAL_FAMILIES) in eval_help
+
+
+# ------------------------------------------------ one name for the LPIPS weights folder
+
+def _flags(verb: str) -> dict[str, Any]:
+    command = typer.main.get_command(app).commands[verb]
+    return {o: p for p in command.params for o in p.opts}
+
+
+@pytest.mark.parametrize("verb", ["eval", "train"])
+def test_lpips_weights_is_one_flag_with_a_hidden_former_name(verb: str) -> None:
+    """eval and train name the LPIPS weights folder --lpips-weights; --weights-dir (eval's
+    former name) is still accepted by both, hidden from the help."""
+    flags = _flags(verb)
+    assert not flags["--lpips-weights"].hidden
+    assert flags["--weights-dir"].hidden
+    assert flags["--weights-dir"] is not flags["--lpips-weights"]
+
+
+def test_the_former_name_gives_the_same_folder() -> None:
+    from satsr.cli.options import merge_lpips_weights
+    from satsr.errors import SatsrError
+
+    folder = Path("w")
+    assert merge_lpips_weights(None, folder) == folder
+    assert merge_lpips_weights(folder, None) == folder
+    assert merge_lpips_weights(folder, folder) == folder
+    assert merge_lpips_weights(None, None) is None
+    with pytest.raises(SatsrError, match="former name of --lpips-weights"):
+        merge_lpips_weights(folder, Path("other"))
+
+
+def test_eval_reads_lpips_weights_under_either_name(tmp_path: Path, capsys,
+                                                    monkeypatch) -> None:
+    """Both spellings reach satsr.evaluate's weights_dir."""
+    import satsr.evaluation.evaluate as ev
+
+    seen: list[Any] = []
+
+    def fake(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["weights_dir"])
+        raise SystemExit(0)
+
+    monkeypatch.setattr(ev, "evaluate", fake)
+    for name in ("--lpips-weights", "--weights-dir"):
+        run_cli(["eval", str(tmp_path), name, str(tmp_path)], capsys)
+    assert seen == [tmp_path, tmp_path]
+    code, _, err = run_cli(["eval", str(tmp_path), "--lpips-weights", str(tmp_path),
+                            "--weights-dir", str(tmp_path / "x")], capsys)
+    assert code != 0 and "former name of --lpips-weights" in err
+
+
+def test_train_reads_lpips_weights_under_either_name(tmp_path: Path, capsys,
+                                                     monkeypatch) -> None:
+    """Both spellings reach TrainConfig.lpips_weights."""
+    import satsr.training.loop as loop
+
+    seen: list[Any] = []
+
+    def fake(cfg: Any, **kwargs: Any) -> Any:
+        seen.append(cfg.lpips_weights)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(loop, "train", fake)
+    for name in ("--lpips-weights", "--weights-dir"):
+        run_cli(["train", str(tmp_path), "-o", str(tmp_path / "run"), name, str(tmp_path)],
+                capsys)
+    assert seen == [str(tmp_path), str(tmp_path)]
