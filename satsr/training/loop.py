@@ -222,7 +222,10 @@ class Trainer:
         self.rundir.save(self.state_dict(), self.export_generator(), self.model_metadata())
         self._good_iteration = self.iteration
 
-    def _exports_latest(self) -> bool:
+    @property
+    def exports_latest(self) -> bool:
+        """Whether the model file holds the latest weights (no round selected, or none kept
+        yet) rather than the selected round's."""
         return self.cfg.select == "last" or self.validator.best_state is None
 
     def export_generator(self) -> Generator:
@@ -230,7 +233,7 @@ class Trainer:
         latest (the EMA's when --ema is on)."""
         ema = self.model.ema
         source = self.model.G if ema is None else cast(Generator, ema.shadow)
-        if self._exports_latest():
+        if self.exports_latest:
             return source
         g = copy.deepcopy(source)
         assert self.validator.best_state is not None
