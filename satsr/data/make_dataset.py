@@ -239,7 +239,7 @@ def _open_source(path: str | Path, size: int, bands: list[int] | None,
             and declared is None
         return _Source(str(path), ds, sel, dtype, georef, ground_resolution(ds), chip_nodata,
                        mask_needs_band)
-    except Exception:
+    except Exception:  # any failure of the checks: close the source, then re-raise it as is
         ds.close()
         raise
 
