@@ -79,20 +79,14 @@ def throughput(size: int, blocks: int, repeats: int) -> dict[str, float]:
 def make_input(path: Path, size: int) -> Path:
     """A size x size tiled GeoTIFF mosaicked from the real source raster, window by window."""
     import rasterio
-    from rasterio.windows import Window
+    from mosaic import write_mosaic
 
     with rasterio.open(SOURCE) as src:
         data = src.read()
-        profile = {"driver": "GTiff", "width": size, "height": size, "count": src.count,
+        profile = {"driver": "GTiff", "count": src.count,
                    "dtype": src.dtypes[0], "crs": src.crs, "transform": src.transform,
                    "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate"}
-    h, w = data.shape[1:]
-    with rasterio.open(path, "w", **profile) as dst:
-        for r in range(0, size, h):
-            for c in range(0, size, w):
-                hh, ww = min(h, size - r), min(w, size - c)
-                dst.write(data[:, :hh, :ww], window=Window(c, r, ww, hh))
-    return path
+    return write_mosaic(path, data, size, profile)
 
 
 def child_rss(src: str, method: str) -> None:

@@ -61,8 +61,8 @@ def make_raster(path: Path, size: int, kind: str = "rgb8") -> Path:
     (3 x uint8) or `u16x4` (4 x uint16; a 3-band source gets a fourth band derived from its
     first), written window by window."""
     import rasterio
+    from mosaic import write_mosaic
     from rasterio.transform import from_origin
-    from rasterio.windows import Window
 
     with rasterio.open(RGB_SOURCE if kind == "rgb8" else U16_SOURCE) as src:
         data = src.read()
@@ -73,17 +73,11 @@ def make_raster(path: Path, size: int, kind: str = "rgb8") -> Path:
         data = np.concatenate([data, data[:1] // 2 + 7])[:4]
     else:
         data = data[:4]
-    profile = {"driver": "GTiff", "width": size, "height": size, "count": data.shape[0],
+    profile = {"driver": "GTiff", "count": data.shape[0],
                "dtype": data.dtype.name, "crs": crs or "EPSG:32633",
                "transform": from_origin(500000, 4000000, 0.5, 0.5), "tiled": True,
                "blockxsize": 256, "blockysize": 256, "compress": "deflate"}
-    h, w = data.shape[1:]
-    with rasterio.open(path, "w", **profile) as dst:
-        for r in range(0, size, h):
-            for c in range(0, size, w):
-                hh, ww = min(h, size - r), min(w, size - c)
-                dst.write(data[:, :hh, :ww], window=Window(c, r, ww, hh))
-    return path
+    return write_mosaic(path, data, size, profile)
 
 
 def synthetic_raster(path: Path, size: int, bands: int = 4, dtype: str = "uint16",

@@ -1,6 +1,8 @@
-"""Every CLI default agrees with the library's: `satsr upscale`, `satsr eval` and
-`satsr make-dataset` against satsr.upscale_raster / upscale_rasters, satsr.evaluate and
-satsr.make_dataset (their signatures read with inspect, the CLI's from its click parameters).
+"""Every CLI default agrees with the library's: `satsr upscale`, `satsr eval`,
+`satsr make-dataset`, `satsr demo` and `satsr band-samples` against satsr.upscale_raster /
+upscale_rasters, satsr.evaluate, satsr.make_dataset, satsr.demo.run_demo and
+satsr.data.bandsamples.band_samples (their signatures read with inspect, the CLI's from its
+click parameters); `satsr train` builds its flags from TrainConfig itself.
 
 A flag either has a library argument (same name, or the one in RENAMED) whose default it
 repeats, or it is listed in CLI_ONLY with the reason it has none. A new flag that is in
@@ -24,14 +26,18 @@ from rasterio.transform import from_origin
 
 import satsr
 from satsr.cli.app import app
+from satsr.data.bandsamples import band_samples
 from satsr.data.sampling import parse_split
+from satsr.demo import run_demo
 
 #: CLI parameter -> library argument, where the names differ.
 RENAMED: dict[str, dict[str, str]] = {
     "upscale": {"inputs": "src", "out": "dst", "co": "creation_options"},
     "eval": {"model": "models", "method": "methods", "metric": "metrics",
-             "degradation": "degradations"},
+             "degradation": "degradations", "lpips_weights": "weights_dir"},
     "make-dataset": {"co": "creation_options"},
+    "demo": {},
+    "band-samples": {},
 }
 
 #: CLI parameters without a library argument of the same meaning, and why.
@@ -46,8 +52,23 @@ CLI_ONLY: dict[str, dict[str, str]] = {
         "figure": "write_figure", "overwrite": "of those three outputs",
         # a library call is quiet unless asked; the CLI shows a bar unless told not to
         "progress": "CLI True, library False on purpose",
+        # hidden former spelling of --lpips-weights, merged into it (weights_dir)
+        "weights_dir_alias": "--weights-dir",
     },
     "make-dataset": {},
+    "demo": {},
+    "band-samples": {},
+}
+
+#: Library arguments of one verb that the CLI does not expose, and why.
+LIBRARY_ONLY_OF: dict[str, dict[str, str]] = {
+    "demo": {"sample": "the demo runs on the bundled sample",
+             "figure_crop": "the demo's figure has one size"},
+}
+
+#: Required library arguments that a verb defaults, and why.
+CLI_DEFAULT_ONLY: dict[tuple[str, str], str] = {
+    ("demo", "out"): "run_demo needs a folder; `satsr demo` writes ./satsr-demo unless told",
 }
 
 #: Library arguments the CLI does not expose as a flag of that name, and why.
@@ -69,6 +90,8 @@ LIBRARY: dict[str, Callable[..., Any]] = {
     "upscale": satsr.upscale_raster,
     "eval": satsr.evaluate,
     "make-dataset": satsr.make_dataset,
+    "demo": run_demo,
+    "band-samples": band_samples,
 }
 
 
@@ -99,6 +122,8 @@ def test_every_cli_default_is_the_librarys(verb: str) -> None:
             unknown.append(name)
             continue
         lib = sig[lib_name]
+        if lib.default is inspect.Parameter.empty and (verb, name) in CLI_DEFAULT_ONLY:
+            continue
         if lib.default is inspect.Parameter.empty:  # required in the library
             assert param.required, f"{verb} {name}: required by the library, optional here"
             continue
@@ -107,7 +132,8 @@ def test_every_cli_default_is_the_librarys(verb: str) -> None:
     assert unknown == [], f"{verb}: flags with no library argument (add to CLI_ONLY): {unknown}"
     assert wrong == []
     exposed = {RENAMED[verb].get(n, n) for n in params}
-    missing = [n for n in sig if n not in exposed and n not in LIBRARY_ONLY]
+    missing = [n for n in sig if n not in exposed and n not in LIBRARY_ONLY
+               and n not in LIBRARY_ONLY_OF.get(verb, {})]
     assert missing == [], f"{verb}: library arguments without a flag: {missing}"
 
 
@@ -178,3 +204,71 @@ def test_names_declared_once_reach_the_help_texts() -> None:
     eval_help = _cli_params("eval")["degradation"].help
     assert ", ".join(presets.PRESETS) in eval_help
     assert ", ".join(presets.EVAL_FAMILIES) in eval_help
+
+
+# ------------------------------------------------ one name for the LPIPS weights folder
+
+def _flags(verb: str) -> dict[str, Any]:
+    command = typer.main.get_command(app).commands[verb]
+    return {o: p for p in command.params for o in p.opts}
+
+
+@pytest.mark.parametrize("verb", ["eval", "train"])
+def test_lpips_weights_is_one_flag_with_a_hidden_former_name(verb: str) -> None:
+    """eval and train name the LPIPS weights folder --lpips-weights; --weights-dir (eval's
+    former name) is still accepted by both, hidden from the help."""
+    flags = _flags(verb)
+    assert not flags["--lpips-weights"].hidden
+    assert flags["--weights-dir"].hidden
+    assert flags["--weights-dir"] is not flags["--lpips-weights"]
+
+
+def test_the_former_name_gives_the_same_folder() -> None:
+    from satsr.cli.options import merge_lpips_weights
+    from satsr.errors import SatsrError
+
+    folder = Path("w")
+    assert merge_lpips_weights(None, folder) == folder
+    assert merge_lpips_weights(folder, None) == folder
+    assert merge_lpips_weights(folder, folder) == folder
+    assert merge_lpips_weights(None, None) is None
+    with pytest.raises(SatsrError, match="former name of --lpips-weights"):
+        merge_lpips_weights(folder, Path("other"))
+
+
+def test_eval_reads_lpips_weights_under_either_name(tmp_path: Path, capsys,
+                                                    monkeypatch) -> None:
+    """Both spellings reach satsr.evaluate's weights_dir."""
+    import satsr.evaluation.evaluate as ev
+
+    seen: list[Any] = []
+
+    def fake(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["weights_dir"])
+        raise SystemExit(0)
+
+    monkeypatch.setattr(ev, "evaluate", fake)
+    for name in ("--lpips-weights", "--weights-dir"):
+        run_cli(["eval", str(tmp_path), name, str(tmp_path)], capsys)
+    assert seen == [tmp_path, tmp_path]
+    code, _, err = run_cli(["eval", str(tmp_path), "--lpips-weights", str(tmp_path),
+                            "--weights-dir", str(tmp_path / "x")], capsys)
+    assert code != 0 and "former name of --lpips-weights" in err
+
+
+def test_train_reads_lpips_weights_under_either_name(tmp_path: Path, capsys,
+                                                     monkeypatch) -> None:
+    """Both spellings reach TrainConfig.lpips_weights."""
+    import satsr.training.loop as loop
+
+    seen: list[Any] = []
+
+    def fake(cfg: Any, **kwargs: Any) -> Any:
+        seen.append(cfg.lpips_weights)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(loop, "train", fake)
+    for name in ("--lpips-weights", "--weights-dir"):
+        run_cli(["train", str(tmp_path), "-o", str(tmp_path / "run"), name, str(tmp_path)],
+                capsys)
+    assert seen == [str(tmp_path), str(tmp_path)]

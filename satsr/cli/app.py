@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(EXIT_TERMINATED if _stopped_by == signal.SIGTERM else exc.exit_code)
         except KeyboardInterrupt:
             _stop_exit()
-        except Exception:
+        except Exception:  # not swallowed: re-raised unless a stop signal caused it
             # a signal that lands inside a library's cleanup (rasterio.Env.__exit__, ...) can
             # turn the KeyboardInterrupt into another error on the way out; the staging
             # parts were deleted on the way (and a later run removes any that were not)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from satsr.cli.options import overwrite_option
+from satsr.cli.options import out_option, overwrite_option
 
 # Deferred imports: rasterio and rich (and the satsr modules that import them) are imported
 # inside the command, so that `satsr --help` and every other verb start without them.
@@ -16,8 +16,7 @@ def command(
     datasets: list[Path] = typer.Argument(..., metavar="DATA...", show_default=False,
                                           help="make-dataset folders (any band counts and "
                                                "dtypes; their splits are kept)."),
-    out: Path = typer.Option(..., "--out", "-o", show_default=False,
-                             help="Output dataset folder of single-band float32 chips."),
+    out: Path = out_option("Output dataset folder of single-band float32 chips."),
     overwrite: bool = overwrite_option(),
 ) -> None:
     """Make single-band training data for a band-by-band model from make-dataset folders.

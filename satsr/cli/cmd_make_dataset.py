@@ -11,6 +11,7 @@ from satsr.cli.options import (
     bands_option,
     creation_options_option,
     nodata_option,
+    out_option,
     overwrite_option,
     parse_creation_options,
 )
@@ -24,8 +25,7 @@ from satsr.errors import SatsrWarning, showing_warnings
 def command(
     sources: list[Path] = typer.Argument(..., metavar="SRC...", show_default=False,
                                          help="Source rasters (GeoTIFF or anything GDAL reads)."),
-    out: Path = typer.Option(..., "--out", "-o", show_default=False,
-                             help="Output folder: chips/<split>/*.tif and index.geojson."),
+    out: Path = out_option("Output folder: chips/<split>/*.tif and index.geojson."),
     size: int = typer.Option(256, "--size", help="Chip side in pixels."),
     count: int = typer.Option(1000, "--count", "-n",
                               help="Total chips over all sources (shared by usable area)."),

@@ -14,7 +14,12 @@ from typing import Any
 
 import typer
 
-from satsr.cli.options import flag, overwrite_option
+from satsr.cli.options import (
+    flag,
+    lpips_weights_alias_option,
+    merge_lpips_weights,
+    overwrite_option,
+)
 from satsr.errors import SatsrError
 from satsr.training.config import CHANGEABLE_ON_RESUME, TrainConfig, resolve_config
 
@@ -87,6 +92,8 @@ def _own_parameters() -> dict[str, inspect.Parameter]:
         "overwrite": inspect.Parameter("overwrite", kw, annotation=bool,
                                        default=overwrite_option("Delete a previous run in "
                                                                 "RUN and start again.")),
+        "weights_dir_alias": inspect.Parameter("weights_dir_alias", kw, annotation=Path | None,
+                                               default=lpips_weights_alias_option()),
     }
 
 
@@ -99,6 +106,8 @@ def command(**kwargs: Any) -> None:
 
     config, resume = kwargs.pop("config"), kwargs.pop("resume")
     overwrite = kwargs.pop("overwrite")
+    kwargs["lpips_weights"] = merge_lpips_weights(kwargs["lpips_weights"],
+                                                  kwargs.pop("weights_dir_alias"))
     if resume and overwrite:
         raise SatsrError("--resume and --overwrite contradict each other: pick one")
     options = {k: str(v) if isinstance(v, Path) else v for k, v in kwargs.items()}
@@ -126,10 +135,12 @@ def command(**kwargs: Any) -> None:
 
 
 def _signature() -> inspect.Signature:
-    """data, out, --config, every other declared option, --resume, --overwrite."""
+    """data, out, --config, every other declared option, --resume, --overwrite (and the
+    hidden --weights-dir, the former name of --lpips-weights)."""
     declared = [_parameter(f) for f in fields(TrainConfig)]
     own = _own_parameters()
-    params = [*declared[:2], own["config"], *declared[2:], own["resume"], own["overwrite"]]
+    params = [*declared[:2], own["config"], *declared[2:], own["resume"], own["overwrite"],
+              own["weights_dir_alias"]]
     return inspect.Signature(params, return_annotation=None)
 
 

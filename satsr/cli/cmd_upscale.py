@@ -17,6 +17,7 @@ from satsr.cli.options import (
     device_option,
     model_option,
     nodata_option,
+    out_option,
     overwrite_option,
     parse_creation_options,
 )
@@ -90,8 +91,7 @@ def _check_tiling(device_kind: str, tile: int | None, overlap: int) -> None:
 def command(
     inputs: list[Path] = typer.Argument(..., metavar="IN...", show_default=False,
                                         help="Rasters, folders of rasters or globs."),
-    out: Path = typer.Option(..., "--out", "-o", show_default=False,
-                             help="Output file (one input) or existing folder (several)."),
+    out: Path = out_option("Output file (one input) or existing folder (several)."),
     model: Path | None = model_option("Model file, run folder from `satsr train`, or bundled "
                                       "model name (default: the bundled model the choice "
                                       "table of `satsr models` gives the raster)."),
@@ -143,8 +143,8 @@ def command(
 
     from rich.console import Console
 
-    from satsr.data.raster import check_output, parse_bands
-    from satsr.inference.batch import FAILED, SKIPPED, upscale_rasters
+    from satsr.data.raster import parse_bands
+    from satsr.inference.batch import upscale_rasters
     from satsr.inference.engine import load_engine
     from satsr.nn.device import resolve_device
 
@@ -156,6 +156,31 @@ def command(
     files, several = expand_inputs(inputs)
     creation = parse_creation_options(co)
     band_list = parse_bands(bands)
+    _check_targets(files, several, out, overwrite or skip_existing, model)
+    if model is not None or method is not None:  # a bad model or method fails before work
+        load_engine(model, method, scale, device, strength)
+    err = Console(stderr=True)
+    _check_tiling(resolve_device(device).type, tile, overlap)  # worded with the flags
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    with showing_warnings(UpscaleWarning,
+                          lambda msg: print(f"satsr: warning: {msg}", file=sys.stderr)):
+        summary = upscale_rasters(
+            files, out, model, method=method, scale=scale, device=device, bands=band_list,
+            nodata=nodata, tile=tile, overlap=overlap, batch_size=batch_size, cog=cog,
+            creation_options=creation, overwrite=overwrite, skip_existing=skip_existing,
+            progress=err.is_terminal, scaling=scaling, strength=strength, precision=precision,
+            keep_going=several or world > 1, on_file=_print_outcome, error_text=_one_line,
+            log=lambda line: print(f"satsr: {line}", file=sys.stderr, flush=True))
+    report_summary(summary, several)
+
+
+def _check_targets(files: list[Path], several: bool, out: Path, replace: bool,
+                   model: Path | None) -> None:
+    """Each input's output: never onto one of the inputs or a device, checked before any
+    work; an existing output is left to --skip-existing (complete ones are skipped) or
+    --overwrite (`replace`: either was given)."""
+    from satsr.data.raster import check_output
+
     if several:
         if not out.is_dir():
             raise SatsrError(f"with several inputs, -o must be an existing folder: {out}")
@@ -166,39 +191,29 @@ def command(
             raise SatsrError(f"several inputs share the output name {sorted(dup)[0]}")
     else:
         targets = [out / files[0].name if out.is_dir() else out]
-    # never onto one of the inputs or a device, checked before any work; an existing
-    # output is left to --skip-existing (complete ones are skipped) or --overwrite
     for t in targets:
-        check_output(t, overwrite or skip_existing, inputs=[*files, model], option="out")
-    if model is not None or method is not None:  # a bad model or method fails before work
-        load_engine(model, method, scale, device, strength)
-    err = Console(stderr=True)
+        check_output(t, replace, inputs=[*files, model], option="out")
 
-    def on_file(outcome: Any, result: Any) -> None:
-        if outcome.status == FAILED:
-            print(f"satsr: error: {printable(outcome.src)}: {outcome.error}", file=sys.stderr,
-                  flush=True)
-        elif outcome.status == SKIPPED:
-            print(f"skipped {printable(outcome.dst)}: already complete", flush=True)
-        else:
-            Console().print(result.line(), soft_wrap=True, highlight=False)
 
-    def one_line(exc: BaseException) -> str:
-        text = cli_message(exc) if isinstance(exc, SatsrError) else str(exc)
-        return printable(text.splitlines()[0]) if text.strip() else type(exc).__name__
+def _print_outcome(outcome: Any, result: Any) -> None:
+    """One input done: its failure on stderr, else the skipped or written line."""
+    from rich.console import Console
 
-    _check_tiling(resolve_device(device).type, tile, overlap)  # worded with the flags
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    with showing_warnings(UpscaleWarning,
-                          lambda msg: print(f"satsr: warning: {msg}", file=sys.stderr)):
-        summary = upscale_rasters(
-            files, out, model, method=method, scale=scale, device=device, bands=band_list,
-            nodata=nodata, tile=tile, overlap=overlap, batch_size=batch_size, cog=cog,
-            creation_options=creation, overwrite=overwrite, skip_existing=skip_existing,
-            progress=err.is_terminal, scaling=scaling, strength=strength, precision=precision,
-            keep_going=several or world > 1, on_file=on_file, error_text=one_line,
-            log=lambda line: print(f"satsr: {line}", file=sys.stderr, flush=True))
-    report_summary(summary, several)
+    from satsr.inference.batch import FAILED, SKIPPED
+
+    if outcome.status == FAILED:
+        print(f"satsr: error: {printable(outcome.src)}: {outcome.error}", file=sys.stderr,
+              flush=True)
+    elif outcome.status == SKIPPED:
+        print(f"skipped {printable(outcome.dst)}: already complete", flush=True)
+    else:
+        Console().print(result.line(), soft_wrap=True, highlight=False)
+
+
+def _one_line(exc: BaseException) -> str:
+    """A failed input's error in one line, worded with the flags."""
+    text = cli_message(exc) if isinstance(exc, SatsrError) else str(exc)
+    return printable(text.splitlines()[0]) if text.strip() else type(exc).__name__
 
 
 def report_summary(summary: Any, several: bool) -> None:

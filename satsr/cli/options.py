@@ -14,7 +14,7 @@ from satsr.errors import SatsrError
 FLAG_NAMES = {"models": "--model", "methods": "--method", "metrics": "--metric",
               "degradations": "--degradation", "data": "DATA", "config_file": "--config",
               "sources": "SRC", "inputs": "IN", "datasets": "DATA",
-              "json_out": "--json", "csv_out": "--csv"}
+              "json_out": "--json", "csv_out": "--csv", "weights_dir": "--lpips-weights"}
 
 
 def flag(name: str) -> str:
@@ -99,3 +99,31 @@ def model_option(help: str) -> Any:
 def progress_option() -> Any:
     """--progress/--no-progress (verbs without it show a bar when stderr is a terminal)."""
     return typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
+
+
+def out_option(help: str, default: Any = ...) -> Any:
+    """-o/--out: where a verb writes (required unless a `default` is given)."""
+    return typer.Option(default, "--out", "-o", show_default=default is not ..., help=help)
+
+
+#: The folder of LPIPS backbone weights: one flag for eval and train.
+LPIPS_WEIGHTS_FLAG = "--lpips-weights"
+#: Its former spelling in eval, still accepted (hidden) so existing command lines work.
+LPIPS_WEIGHTS_ALIAS = "--weights-dir"
+
+
+def lpips_weights_alias_option() -> Any:
+    """The hidden --weights-dir, the former name of --lpips-weights (see lpips_weights)."""
+    return typer.Option(None, LPIPS_WEIGHTS_ALIAS, hidden=True, show_default=False,
+                        help=f"Former name of {LPIPS_WEIGHTS_FLAG}.")
+
+
+def merge_lpips_weights(value: Any, alias: Any) -> Any:
+    """The LPIPS weights folder given as --lpips-weights or as its former name --weights-dir
+    (the same folder twice is fine; two different ones are refused)."""
+    if alias is None:
+        return value
+    if value is not None and value != alias:
+        raise SatsrError(f"{LPIPS_WEIGHTS_ALIAS} is the former name of {LPIPS_WEIGHTS_FLAG}: "
+                         "give the folder once")
+    return alias

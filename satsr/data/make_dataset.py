@@ -228,7 +228,8 @@ def _open_source(path: str | Path, size: int, bands: list[int] | None,
         georef = ds.crs is not None
         if not georef:
             warnings.warn(f"{path} has no CRS: its chips carry none and its footprints are in "
-                          "pixel coordinates", SatsrWarning, stacklevel=3)
+                          "pixel coordinates", SatsrWarning,
+                          stacklevel=4)  # make_dataset's caller
         declared = ds.nodatavals[sel[0] - 1]
         chip_nodata = declared if declared is not None else nodata
         if chip_nodata is None and np.dtype(dtype).kind == "f":
@@ -238,7 +239,7 @@ def _open_source(path: str | Path, size: int, bands: list[int] | None,
             and declared is None
         return _Source(str(path), ds, sel, dtype, georef, ground_resolution(ds), chip_nodata,
                        mask_needs_band)
-    except Exception:
+    except Exception:  # any failure of the checks: close the source, then re-raise it as is
         ds.close()
         raise
 
@@ -279,6 +280,26 @@ def _footprints(src: _Source, chips: Sequence[_Chip], size: int) -> list[dict[st
 
 # ---------------------------------------------------------------------------------- main
 
+@dataclass
+class _Job:
+    """The checked arguments of one `make_dataset` run that its steps share."""
+
+    size: int
+    count: int
+    seed: int
+    fractions: tuple[float, float, float]
+    max_nodata: float
+    nodata: float | None
+    aoi: str | Path | None
+    aoi_geom: Any
+    plan: SplitFile | None
+
+    @property
+    def max_invalid(self) -> int:
+        """Invalid pixels a chip may hold (max_nodata of its size x size pixels)."""
+        return int(math.floor(self.max_nodata * self.size * self.size + 1e-9))
+
+
 def make_dataset(
     sources: Sequence[str | Path],
     out: str | Path,
@@ -305,6 +326,103 @@ def make_dataset(
     `write_split` saves the blocks and splits this run used as such a file.
     """
     t0 = time.perf_counter()
+    _check_numbers(sources, size, count, seed, max_nodata, block)
+    plan = (split_file if isinstance(split_file, SplitFile) or split_file is None
+            else SplitFile.read(split_file))
+    if plan is not None and block is not None:
+        raise SatsrError("a split file fixes the blocks: give either a block side or a split "
+                         "file, not both")
+    fractions = parse_split(split)
+    out = Path(out)
+    _check_outputs(out, overwrite, write_split,
+                   [*sources, aoi, split_file if not isinstance(split_file, SplitFile) else None])
+    band_list = list(bands) if bands is not None else None
+    job = _Job(size, count, seed, fractions, max_nodata, nodata, aoi,
+               read_aoi(aoi) if aoi is not None else None, plan)
+
+    with gdal_env(), rasterio.Env(GDAL_CACHEMAX=CUT_CACHEMAX), contextlib.ExitStack() as stack, \
+            progress_bar(progress) as bar:
+        srcs = _open_sources(sources, size, band_list, nodata, stack)
+        first = srcs[0]
+        dtype = first.dtype
+        if creation_options:  # refused before any work, not ignored
+            check_creation_options({"driver": "GTiff", "count": len(first.bands),
+                                    "dtype": dtype, **_creation_options(dtype,
+                                                                        creation_options)})
+        side = (plan.block if plan is not None else
+                block or choose_block([(s.ds.width, s.ds.height) for s in srcs], size))
+        blocks = _blocks(job, srcs, side)
+        _scan(blocks, srcs, size, bar)
+        usable = _usable(job, blocks)
+        if write_split is not None:
+            _save_split(job, srcs, blocks, side, write_split)
+        per_split, chips = _draw_chips(job, srcs, blocks, usable)
+
+        stat_split = "train" if per_split[0] > 0 else None  # the chips the statistics see
+        hist = _histograms(srcs, chips, stat_split, size, nodata)
+        co = _creation_options(dtype, creation_options)
+        args = _run_args(job, sources, band_list, side, co)
+        with atomic_dir(out, overwrite, "make-dataset") as tmp:
+            _make_folders(tmp)
+            task = bar.add_task("cutting chips", total=len(chips))
+            for c in chips:
+                _write_chip(srcs[c.source], c, size, tmp, co, nodata,
+                            hist if (stat_split is None or c.split == stat_split) else None)
+                bar.advance(task)
+            stats = hist.stats(first.bands)
+            meta, features = _index(srcs, chips, size, dtype, first.bands, stats, per_split,
+                                    stat_split, seed, args)
+            _write_index(tmp / INDEX_NAME, meta, features)
+    seconds = time.perf_counter() - t0
+    return _summary(out, size, srcs, usable, chips, per_split, side, seconds, stats)
+
+
+def _run_args(job: _Job, sources: Sequence[str | Path], bands: list[int] | None, side: int,
+              co: dict[str, Any]) -> dict[str, Any]:
+    """The run's arguments as the index records them."""
+    plan = job.plan
+    return {"sources": [str(s) for s in sources], "size": job.size, "count": job.count,
+            "seed": job.seed, "split": list(job.fractions),
+            "aoi": str(job.aoi) if job.aoi else None, "max_nodata": job.max_nodata,
+            "nodata": job.nodata, "bands": bands, "block": side,
+            "split_file": None if plan is None else {
+                "path": str(plan.path) if plan.path else None, "sha256": plan.digest()},
+            "creation_options": {k: str(v) for k, v in co.items()}}
+
+
+def _histograms(srcs: Sequence[_Source], chips: Sequence[_Chip], stat_split: str | None,
+                size: int, nodata: float | None) -> BandHistograms:
+    """Empty histograms for the statistics; for non-integer data their range comes from a
+    pilot pass over a few of the chips of `stat_split` (None: every chip)."""
+    first = srcs[0]
+    stat_chips = [c for c in chips if stat_split is None or c.split == stat_split]
+    value_range = None
+    hist_probe = BandHistograms(first.dtype, len(first.bands))
+    if not hist_probe.exact:
+        value_range = _pilot_range(srcs, stat_chips, size, nodata)
+    return BandHistograms(first.dtype, len(first.bands), value_range)
+
+
+def _summary(out: Path, size: int, srcs: Sequence[_Source], usable: Sequence[Block],
+             chips: Sequence[_Chip], per_split: list[int], side: int, seconds: float,
+             stats: list[dict[str, float]]) -> Summary:
+    """What the run did, per split and per source."""
+    first = srcs[0]
+    total_area = float(sum(b.area for b in usable))
+    area = [sum(b.area for b in usable if b.split == sp) for sp in SPLITS]
+    return Summary(
+        out=out, size=size, dtype=first.dtype, bands=first.bands,
+        counts=dict(zip(SPLITS, per_split, strict=True)),
+        blocks={sp: sum(1 for b in usable if b.split == sp) for sp in SPLITS},
+        area={sp: area[i] / total_area for i, sp in enumerate(SPLITS)},
+        per_source={s.path: {sp: sum(1 for c in chips if c.source == i and c.split == sp)
+                             for sp in SPLITS} for i, s in enumerate(srcs)},
+        block_side=side, seconds=seconds, stats=stats)
+
+
+def _check_numbers(sources: Sequence[str | Path], size: int, count: int, seed: int,
+                   max_nodata: float, block: int | None) -> None:
+    """Refuse impossible sources, sizes, counts, seeds, nodata fractions and block sides."""
     if not sources:
         raise SatsrError("give at least one source raster")
     if len({str(s) for s in sources}) != len(sources):
@@ -320,177 +438,154 @@ def make_dataset(
     if block is not None and block < size:
         raise SatsrError(f"block ({block}) must be at least size ({size})",
                          option=("block", "size"))
-    plan = (split_file if isinstance(split_file, SplitFile) or split_file is None
-            else SplitFile.read(split_file))
-    if plan is not None and block is not None:
-        raise SatsrError("a split file fixes the blocks: give either a block side or a split "
-                         "file, not both")
-    fractions = parse_split(split)
-    out = Path(out)
-    given = [*sources, aoi, split_file if not isinstance(split_file, SplitFile) else None]
+
+
+def _check_outputs(out: Path, overwrite: bool, write_split: str | Path | None,
+                   given: list[Any]) -> None:
+    """The output folder and the split file to write: never onto an input, the split file
+    never into the folder (all before any work)."""
     check_output(out, overwrite, folder=True, inputs=given, make_parents=True)
-    if write_split is not None:  # all before any work: never onto an input or into out
+    if write_split is not None:
         check_output(write_split, overwrite, inputs=given, option="write_split")
         if Path(write_split).absolute().parent == out.absolute() or \
                 out.absolute() in Path(write_split).absolute().parents:
             raise SatsrError(f"write_split {write_split} lies inside the output folder {out}, "
                              f"which this run replaces: save it beside it",
                              option=("write_split", "out"))
-    band_list = list(bands) if bands is not None else None
-    aoi_geom = read_aoi(aoi) if aoi is not None else None
-    max_invalid = int(math.floor(max_nodata * size * size + 1e-9))
 
-    with gdal_env(), rasterio.Env(GDAL_CACHEMAX=CUT_CACHEMAX), contextlib.ExitStack() as stack, \
-            progress_bar(progress) as bar:
-        srcs: list[_Source] = []
-        for p in sources:
-            s = _open_source(p, size, band_list, nodata)
-            stack.callback(s.ds.close)
-            srcs.append(s)
-        first = srcs[0]
-        for s in srcs[1:]:
-            if len(s.bands) != len(first.bands) or s.dtype != first.dtype:
-                raise SatsrError(f"sources differ: {first.path} gives {len(first.bands)} "
-                                 f"{first.dtype} bands, {s.path} gives {len(s.bands)} {s.dtype}")
-        dtype = first.dtype
-        if creation_options:  # refused before any work, not ignored
-            check_creation_options({"driver": "GTiff", "count": len(first.bands),
-                                    "dtype": dtype, **_creation_options(dtype,
-                                                                        creation_options)})
 
-        # blocks and their usable positions ---------------------------------------------
-        side = (plan.block if plan is not None else
-                block or choose_block([(s.ds.width, s.ds.height) for s in srcs], size))
-        blocks: list[Block] = []
-        hits = 0
-        for i, s in enumerate(srcs):
-            aoi_px = None
-            if aoi_geom is not None:
-                if not s.georef:
-                    raise SatsrError(f"aoi needs georeferenced sources; {s.path} has no CRS",
-                                     option="aoi")
-                aoi_px = aoi_in_pixels(aoi_geom[0], aoi_geom[1], s.ds)
-                bounds = box(0, 0, s.ds.width, s.ds.height)
-                if not aoi_px.intersects(bounds):
-                    warnings.warn(f"the AOI misses {s.path}", SatsrWarning, stacklevel=2)
-                    continue
-                hits += 1
-            grid = (plan.blocks_for(i, plan.source_for(s.path, s.ds)) if plan is not None
-                    else block_grid(i, s.ds.width, s.ds.height, side))
-            if aoi_px is None and _all_valid(s, nodata):
-                for b in grid:
-                    b.set_usable(b.positions(size), size)
-            else:
-                s.scanner = Scanner(s.ds, s.bands, size, max_invalid, nodata,
-                                    read_data=nodata is not None or np.dtype(dtype).kind == "f",
-                                    aoi_px=aoi_px)
-            blocks.extend(grid)
-        if aoi_geom is not None and hits == 0:
-            raise SatsrError(f"the AOI {aoi} does not overlap any source raster")
-        to_scan = [b for b in blocks if srcs[b.source].scanner is not None]
-        if to_scan:
-            task = bar.add_task("scanning masks", total=len(to_scan))
-            for b in to_scan:
-                scanner = srcs[b.source].scanner
-                assert scanner is not None  # to_scan holds only blocks of scanned sources
-                ok, invalid = scanner.usable(b)
-                b.set_usable(int(ok.sum()), size)
-                b.scanned = not (b.usable == ok.size and int(invalid.max(initial=0)) == 0)
-                bar.advance(task)
-        usable = [b for b in blocks if b.usable > 0]
-        if not usable:
-            raise SatsrError(f"no {size}x{size} chip can be cut: every position breaks "
-                             f"max_nodata {max_nodata:g}" + (" or the AOI" if aoi else ""),
-                             option="max_nodata")
-        if plan is None:
-            assign_splits(usable, fractions, np.random.default_rng([seed, 1]))
-        if write_split is not None:
-            used = plan or SplitFile(side, fractions, seed, [
-                SourceSplit(Path(s.path).name, s.ds.width, s.ds.height,
-                            s.ds.crs.to_string() if s.georef else None,
-                            tuple(s.ds.transform)[:6],
-                            [(b.col, b.row, b.width, b.height, b.split or "train")
-                             for b in blocks if b.source == i])
-                for i, s in enumerate(srcs)])
-            with atomic_path(Path(write_split)) as tmp_split:
-                used.write(tmp_split)
+def _open_sources(sources: Sequence[str | Path], size: int, bands: list[int] | None,
+                  nodata: float | None, stack: contextlib.ExitStack) -> list[_Source]:
+    """Open every source (closed by `stack`); they must give the same bands and dtype."""
+    srcs: list[_Source] = []
+    for p in sources:
+        s = _open_source(p, size, bands, nodata)
+        stack.callback(s.ds.close)
+        srcs.append(s)
+    first = srcs[0]
+    for s in srcs[1:]:
+        if len(s.bands) != len(first.bands) or s.dtype != first.dtype:
+            raise SatsrError(f"sources differ: {first.path} gives {len(first.bands)} "
+                             f"{first.dtype} bands, {s.path} gives {len(s.bands)} {s.dtype}")
+    return srcs
 
-        # how many chips where ------------------------------------------------------------
-        per_split = allocate(count, fractions)
-        capacity = [sum(b.usable for b in usable if b.split == sp) for sp in SPLITS]
-        if any(n > c for n, c in zip(per_split, capacity, strict=True)):
-            most = max_feasible(count, fractions, capacity)
-            short = ", ".join(f"{sp} holds {c}" for sp, c, f in zip(SPLITS, capacity, fractions,
-                                                                     strict=True) if f > 0)
-            raise SatsrError(f"count {count} cannot be met with split "
-                             f"{','.join(f'{f:g}' for f in fractions)} and max_nodata "
-                             f"{max_nodata:g} ({short} distinct positions): at most {most} "
-                             f"chips could be cut (a smaller size or block, or a larger "
-                             f"max_nodata, gives more)",
-                             option=("count", "split", "max_nodata", "size", "block"))
-        uid = {id(b): k for k, b in enumerate(blocks)}
-        chips: list[_Chip] = []
-        for si, sp in enumerate(SPLITS):
-            members = [b for b in usable if b.split == sp]
-            shares = allocate_capped(per_split[si], [b.area for b in members],
-                                     [b.usable for b in members],
-                                     np.random.default_rng([seed, 3, si]))
-            for b, n in zip(members, shares, strict=True):
-                rng = np.random.default_rng([seed, 2, uid[id(b)]])
-                for col, row, inv in sorted(sample_block(b, n, size, rng, srcs[b.source].scanner),
-                                            key=lambda p: (p[1], p[0])):
-                    chips.append(_Chip(sp, b.source, col, row, inv))
-        digits = max(6, len(str(len(chips) - 1)))
-        for i, c in enumerate(chips):
-            c.rel = f"chips/{c.split}/{i:0{digits}d}.tif"
 
-        # statistics range for non-integer data: a pilot pass over a few training chips ----
-        stat_split = "train" if per_split[0] > 0 else None
-        stat_chips = [c for c in chips if stat_split is None or c.split == stat_split]
-        value_range = None
-        hist_probe = BandHistograms(dtype, len(first.bands))
-        if not hist_probe.exact:
-            value_range = _pilot_range(srcs, stat_chips, size, nodata)
-        hist = BandHistograms(dtype, len(first.bands), value_range)
+def _blocks(job: _Job, srcs: Sequence[_Source], side: int) -> list[Block]:
+    """Every source's blocks (the split file's, or a grid of `side`); the usable positions of
+    blocks that need no look at the pixels, and a Scanner on the sources that do."""
+    blocks: list[Block] = []
+    hits = 0
+    dtype = srcs[0].dtype
+    for i, s in enumerate(srcs):
+        aoi_px = None
+        if job.aoi_geom is not None:
+            if not s.georef:
+                raise SatsrError(f"aoi needs georeferenced sources; {s.path} has no CRS",
+                                 option="aoi")
+            aoi_px = aoi_in_pixels(job.aoi_geom[0], job.aoi_geom[1], s.ds)
+            bounds = box(0, 0, s.ds.width, s.ds.height)
+            if not aoi_px.intersects(bounds):
+                warnings.warn(f"the AOI misses {s.path}", SatsrWarning, stacklevel=3)
+                continue
+            hits += 1
+        grid = (job.plan.blocks_for(i, job.plan.source_for(s.path, s.ds))
+                if job.plan is not None else block_grid(i, s.ds.width, s.ds.height, side))
+        if aoi_px is None and _all_valid(s, job.nodata):
+            for b in grid:
+                b.set_usable(b.positions(job.size), job.size)
+        else:
+            s.scanner = Scanner(s.ds, s.bands, job.size, job.max_invalid, job.nodata,
+                                read_data=job.nodata is not None or np.dtype(dtype).kind == "f",
+                                aoi_px=aoi_px)
+        blocks.extend(grid)
+    if job.aoi_geom is not None and hits == 0:
+        raise SatsrError(f"the AOI {job.aoi} does not overlap any source raster")
+    return blocks
 
-        # cut ------------------------------------------------------------------------------
-        co = _creation_options(dtype, creation_options)
-        with atomic_dir(out, overwrite, "make-dataset") as tmp:
-            umask = os.umask(0)
-            os.umask(umask)
-            tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; give it a folder's usual mode
-            for sp in SPLITS:
-                (tmp / "chips" / sp).mkdir(parents=True)
-            task = bar.add_task("cutting chips", total=len(chips))
-            for c in chips:
-                _write_chip(srcs[c.source], c, size, tmp, co, nodata,
-                            hist if (stat_split is None or c.split == stat_split) else None)
-                bar.advance(task)
-            stats = hist.stats(first.bands)
-            meta, features = _index(srcs, chips, size, dtype, first.bands, stats, per_split,
-                                    stat_split, seed, {
-                                        "sources": [str(s) for s in sources], "size": size,
-                                        "count": count, "seed": seed,
-                                        "split": list(fractions), "aoi": str(aoi) if aoi else None,
-                                        "max_nodata": max_nodata, "nodata": nodata,
-                                        "bands": band_list, "block": side,
-                                        "split_file": None if plan is None else {
-                                            "path": str(plan.path) if plan.path else None,
-                                            "sha256": plan.digest()},
-                                        "creation_options": {k: str(v) for k, v in co.items()},
-                                    })
-            _write_index(tmp / INDEX_NAME, meta, features)
 
-    total_area = float(sum(b.area for b in usable))
-    area = [sum(b.area for b in usable if b.split == sp) for sp in SPLITS]
-    return Summary(
-        out=out, size=size, dtype=dtype, bands=first.bands,
-        counts=dict(zip(SPLITS, per_split, strict=True)),
-        blocks={sp: sum(1 for b in usable if b.split == sp) for sp in SPLITS},
-        area={sp: area[i] / total_area for i, sp in enumerate(SPLITS)},
-        per_source={s.path: {sp: sum(1 for c in chips if c.source == i and c.split == sp)
-                             for sp in SPLITS} for i, s in enumerate(srcs)},
-        block_side=side, seconds=time.perf_counter() - t0, stats=stats)
+def _scan(blocks: Sequence[Block], srcs: Sequence[_Source], size: int, bar: Any) -> None:
+    """Count the usable positions of the blocks of scanned sources, block by block."""
+    to_scan = [b for b in blocks if srcs[b.source].scanner is not None]
+    if not to_scan:
+        return
+    task = bar.add_task("scanning masks", total=len(to_scan))
+    for b in to_scan:
+        scanner = srcs[b.source].scanner
+        assert scanner is not None  # to_scan holds only blocks of scanned sources
+        ok, invalid = scanner.usable(b)
+        b.set_usable(int(ok.sum()), size)
+        b.scanned = not (b.usable == ok.size and int(invalid.max(initial=0)) == 0)
+        bar.advance(task)
+
+
+def _usable(job: _Job, blocks: Sequence[Block]) -> list[Block]:
+    """The blocks holding a usable position, each assigned to a split."""
+    usable = [b for b in blocks if b.usable > 0]
+    if not usable:
+        raise SatsrError(f"no {job.size}x{job.size} chip can be cut: every position breaks "
+                         f"max_nodata {job.max_nodata:g}" + (" or the AOI" if job.aoi else ""),
+                         option="max_nodata")
+    if job.plan is None:
+        assign_splits(usable, job.fractions, np.random.default_rng([job.seed, 1]))
+    return usable
+
+
+def _save_split(job: _Job, srcs: Sequence[_Source], blocks: Sequence[Block], side: int,
+                write_split: str | Path) -> None:
+    """Write the blocks and splits this run used as a split file (satsr.data.splitfile)."""
+    used = job.plan or SplitFile(side, job.fractions, job.seed, [
+        SourceSplit(Path(s.path).name, s.ds.width, s.ds.height,
+                    s.ds.crs.to_string() if s.georef else None,
+                    tuple(s.ds.transform)[:6],
+                    [(b.col, b.row, b.width, b.height, b.split or "train")
+                     for b in blocks if b.source == i])
+        for i, s in enumerate(srcs)])
+    with atomic_path(Path(write_split)) as tmp_split:
+        used.write(tmp_split)
+
+
+def _draw_chips(job: _Job, srcs: Sequence[_Source], blocks: Sequence[Block],
+                usable: Sequence[Block]) -> tuple[list[int], list[_Chip]]:
+    """(chips per split, the chips): `count` shared over the splits by their fractions and,
+    inside a split, over its blocks by usable area; distinct seeded positions per block."""
+    count, fractions, seed, size = job.count, job.fractions, job.seed, job.size
+    per_split = allocate(count, fractions)
+    capacity = [sum(b.usable for b in usable if b.split == sp) for sp in SPLITS]
+    if any(n > c for n, c in zip(per_split, capacity, strict=True)):
+        most = max_feasible(count, fractions, capacity)
+        short = ", ".join(f"{sp} holds {c}" for sp, c, f in zip(SPLITS, capacity, fractions,
+                                                                 strict=True) if f > 0)
+        raise SatsrError(f"count {count} cannot be met with split "
+                         f"{','.join(f'{f:g}' for f in fractions)} and max_nodata "
+                         f"{job.max_nodata:g} ({short} distinct positions): at most {most} "
+                         f"chips could be cut (a smaller size or block, or a larger "
+                         f"max_nodata, gives more)",
+                         option=("count", "split", "max_nodata", "size", "block"))
+    uid = {id(b): k for k, b in enumerate(blocks)}
+    chips: list[_Chip] = []
+    for si, sp in enumerate(SPLITS):
+        members = [b for b in usable if b.split == sp]
+        shares = allocate_capped(per_split[si], [b.area for b in members],
+                                 [b.usable for b in members],
+                                 np.random.default_rng([seed, 3, si]))
+        for b, n in zip(members, shares, strict=True):
+            rng = np.random.default_rng([seed, 2, uid[id(b)]])
+            for col, row, inv in sorted(sample_block(b, n, size, rng, srcs[b.source].scanner),
+                                        key=lambda p: (p[1], p[0])):
+                chips.append(_Chip(sp, b.source, col, row, inv))
+    digits = max(6, len(str(len(chips) - 1)))
+    for i, c in enumerate(chips):
+        c.rel = f"chips/{c.split}/{i:0{digits}d}.tif"
+    return per_split, chips
+
+
+def _make_folders(tmp: Path) -> None:
+    """The chip folders of every split, in a staging folder given a folder's usual mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; give it a folder's usual mode
+    for sp in SPLITS:
+        (tmp / "chips" / sp).mkdir(parents=True)
 
 
 def _pilot_range(srcs: Sequence[_Source], chips: Sequence[_Chip], size: int,

@@ -43,6 +43,8 @@ except ImportError:  # pragma: no cover - private module moved
 
 #: What a failed pixel read raises: rasterio's wrapper and the GDAL error under it.
 READ_ERRORS: tuple[type[BaseException], ...] = (RasterioIOError, CPLE_BaseError)
+#: What GDAL refusing a call raises through rasterio: rasterio's errors and GDAL's own.
+GDAL_ERRORS: tuple[type[BaseException], ...] = (RasterioError, CPLE_BaseError)
 
 #: Bound GDAL's block cache (bytes) so memory stays flat whatever the raster's size.
 GDAL_CACHEMAX = 64 * 1024 * 1024

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -136,8 +137,6 @@ def score_samples(samples: Iterable[Sample], methods: Sequence[Method], metrics:
     re-run gives the same numbers. With several degradations, every method is scored under
     each, as rows named "method [degradation]".
     """
-    import torch
-
     from satsr.data.degrade import Degradation
 
     unavailable = dict(unavailable or {})
@@ -152,7 +151,6 @@ def score_samples(samples: Iterable[Sample], methods: Sequence[Method], metrics:
     lp_names = [k for k in metrics if k in LPIPS_VARIANTS and k not in unavailable]
     lp = {k: get_lpips(k, str(weights_dir) if weights_dir else None, device, random_trunk)
           for k in lp_names}
-    cl_names = [k for k in metrics if k in CLASSICAL]
     degs = list(degradations) if degradations else [Degradation.resolve("bicubic", scale)]
     bad_scale = [d.name for d in degs if d.scale != scale]
     if bad_scale:
@@ -161,81 +159,123 @@ def score_samples(samples: Iterable[Sample], methods: Sequence[Method], metrics:
     dnames = unique_names([d.name for d in degs])
     rows = [(m, k) for k in range(len(degs)) for m in methods]
     names = [f"{m.name} [{dnames[k]}]" if tagged else m.name for m, k in rows]
-    values: dict[str, dict[str, list[float]]] = {
-        name: {k: [] for k in metrics if k not in unavailable} for name in names}
+    scorer = _Scorer(list(methods), degs, rows, names, list(metrics), unavailable, lp,
+                     [k for k in metrics if k in CLASSICAL], scaling, scale, list(rgb),
+                     colorspace, device, seed)
     crops: dict[str, np.ndarray] = {}
-    rgb_idx = list(rgb)
-
-    def quantise(x: np.ndarray) -> np.ndarray:
-        """Through the data's dtype and back: what a written SR raster would hold."""
-        return scaling.to_unit(scaling.from_unit(x))
-
     count = 0
     bar = progress_bar(progress, transient=True)
     with bar:
         task = bar.add_task("evaluating", total=total)
         for batch in _batches(samples, batch_size):
             hr = np.stack([s.hr for s in batch]).astype(np.float32)
-            if batch[0].preds is not None:
-                if "consistency" in values[names[0]]:
-                    raise SatsrError("consistency compares SR degraded back with the LR it was "
-                                     "made from: pairs of rasters have no LR", option="metrics")
-                given = [s.preds or {} for s in batch]
-                preds = {m: np.stack([p[m] for p in given]) for m in names}
-            else:
-                h, w = hr.shape[-2:]
-                if h % scale or w % scale:
-                    raise SatsrError(f"{batch[0].label}: {w}x{h} pixels is not a multiple of "
-                                     f"the scale {scale}")
-                hr_t = torch.from_numpy(hr)
-                preds = {}
-                for k, d in enumerate(degs):
-                    lr = torch.cat([d(hr_t[i:i + 1], np.random.default_rng([seed, count + i]))
-                                    for i in range(len(batch))]).clamp_(-1.0, 1.0)
-                    for m in methods:
-                        sr = m.run(lr.to(device)).float().cpu().numpy()
-                        if sr.shape != hr.shape:
-                            raise SatsrError(f"method {m.name} returned {sr.shape[1:]} for HR "
-                                             f"{hr.shape[1:]}")
-                        label = names[rows.index((m, k))]
-                        preds[label] = np.stack([quantise(x) for x in sr])
-                        if "consistency" in metrics and "consistency" not in unavailable:
-                            values[label]["consistency"] += _consistency(
-                                preds[label], lr.numpy(), d, seed, count)
-            hr_rgb = hr[:, rgb_idx]
-            if lp and min(hr.shape[-2:]) < LPIPS_MIN_SIZE:
-                raise SatsrError(f"{batch[0].label}: LPIPS needs images of at least "
-                                 f"{LPIPS_MIN_SIZE}x{LPIPS_MIN_SIZE} pixels, got "
-                                 f"{hr.shape[-1]}x{hr.shape[-2]} (use metrics l2,dssim,psnr)",
-                                 option="metrics")
-            for name in names:
-                p_rgb = preds[name][:, rgb_idx]
-                for i in range(len(batch)):
-                    for metric, v in classical(p_rgb[i], hr_rgb[i], cl_names,
-                                               colorspace).items():
-                        values[name][metric].append(v)
-                for metric, fn in lp.items():
-                    dist = fn(torch.from_numpy(np.ascontiguousarray(p_rgb)),
-                              torch.from_numpy(np.ascontiguousarray(hr_rgb)))
-                    values[name][metric].extend(float(x) for x in dist)
-                for i in range(len(batch)):
-                    _multispectral(values[name], preds[name][i], hr[i], scaling, metrics)
+            preds = scorer.predict(batch, hr, count)
+            scorer.score(batch, hr, preds)
             if count <= figure_index < count + len(batch):
                 i = figure_index - count
-                crops = _crops(hr_rgb[i], {n: preds[n][i, rgb_idx] for n in names}, figure_crop)
+                crops = _crops(hr[:, scorer.rgb][i],
+                               {n: preds[n][i, scorer.rgb] for n in names}, figure_crop)
             count += len(batch)
             bar.update(task, advance=len(batch))
     if count == 0:
         raise SatsrError("nothing to evaluate: no images")
-    return EvalResult(methods=names, metrics=list(metrics), values=values,
+    return EvalResult(methods=names, metrics=list(metrics), values=scorer.values,
                       unavailable={k: v for k, v in unavailable.items() if k in metrics},
                       info={**(info or {}), "samples": count, "scale": scale,
-                            "colorspace": colorspace, "rgb": [i + 1 for i in rgb_idx],
+                            "colorspace": colorspace, "rgb": [i + 1 for i in scorer.rgb],
                             "methods": {m.name: m.source for m in methods},
                             **({"degradations": {n: d.to_dict() for n, d in zip(
                                 dnames, degs, strict=True)},
                                 "degradation_seed": seed} if tagged else {})},
                       figure_crops=crops)
+
+
+@dataclass
+class _Scorer:
+    """What score_samples decided once (rows, metrics, LPIPS networks) and the values it
+    collects: one row per (method, degradation), named `names`."""
+
+    methods: list[Method]
+    degs: list[Degradation]
+    rows: list[tuple[Method, int]]  # (method, index into degs) of each row
+    names: list[str]
+    metrics: list[str]
+    unavailable: dict[str, str]
+    lp: dict[str, Any]  # LPIPS variant -> distance function
+    cl_names: list[str]  # the classical metrics asked for
+    scaling: BandScaling
+    scale: int
+    rgb: list[int]
+    colorspace: str
+    device: str
+    seed: int
+    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.values = {name: {k: [] for k in self.metrics if k not in self.unavailable}
+                       for name in self.names}
+
+    def quantise(self, x: np.ndarray) -> np.ndarray:
+        """Through the data's dtype and back: what a written SR raster would hold."""
+        return self.scaling.to_unit(self.scaling.from_unit(x))
+
+    def predict(self, batch: list[Sample], hr: np.ndarray, count: int) -> dict[str, np.ndarray]:
+        """Each row's SR of a batch: the given predictions (pair mode), else each method run
+        on the LR each degradation makes (images numbered from `count`); consistency is
+        scored here, where the LR is at hand."""
+        import torch
+
+        names, scale = self.names, self.scale
+        if batch[0].preds is not None:
+            if "consistency" in self.values[names[0]]:
+                raise SatsrError("consistency compares SR degraded back with the LR it was "
+                                 "made from: pairs of rasters have no LR", option="metrics")
+            given = [s.preds or {} for s in batch]
+            return {m: np.stack([p[m] for p in given]) for m in names}
+        h, w = hr.shape[-2:]
+        if h % scale or w % scale:
+            raise SatsrError(f"{batch[0].label}: {w}x{h} pixels is not a multiple of "
+                             f"the scale {scale}")
+        hr_t = torch.from_numpy(hr)
+        preds = {}
+        for k, d in enumerate(self.degs):
+            lr = torch.cat([d(hr_t[i:i + 1], np.random.default_rng([self.seed, count + i]))
+                            for i in range(len(batch))]).clamp_(-1.0, 1.0)
+            for m in self.methods:
+                sr = m.run(lr.to(self.device)).float().cpu().numpy()
+                if sr.shape != hr.shape:
+                    raise SatsrError(f"method {m.name} returned {sr.shape[1:]} for HR "
+                                     f"{hr.shape[1:]}")
+                label = names[self.rows.index((m, k))]
+                preds[label] = np.stack([self.quantise(x) for x in sr])
+                if "consistency" in self.metrics and "consistency" not in self.unavailable:
+                    self.values[label]["consistency"] += _consistency(
+                        preds[label], lr.numpy(), d, self.seed, count)
+        return preds
+
+    def score(self, batch: list[Sample], hr: np.ndarray, preds: dict[str, np.ndarray]) -> None:
+        """Add every metric of every row's predictions of a batch."""
+        import torch
+
+        hr_rgb = hr[:, self.rgb]
+        if self.lp and min(hr.shape[-2:]) < LPIPS_MIN_SIZE:
+            raise SatsrError(f"{batch[0].label}: LPIPS needs images of at least "
+                             f"{LPIPS_MIN_SIZE}x{LPIPS_MIN_SIZE} pixels, got "
+                             f"{hr.shape[-1]}x{hr.shape[-2]} (use metrics l2,dssim,psnr)",
+                             option="metrics")
+        for name in self.names:
+            values = self.values[name]
+            p_rgb = preds[name][:, self.rgb]
+            for i in range(len(batch)):
+                for metric, v in classical(p_rgb[i], hr_rgb[i], self.cl_names,
+                                           self.colorspace).items():
+                    values[metric].append(v)
+            for metric, fn in self.lp.items():
+                dist = fn(torch.from_numpy(np.ascontiguousarray(p_rgb)),
+                          torch.from_numpy(np.ascontiguousarray(hr_rgb)))
+                values[metric].extend(float(x) for x in dist)
+            for i in range(len(batch)):
+                _multispectral(values, preds[name][i], hr[i], self.scaling, self.metrics)
 
 
 def _multispectral(values: dict[str, list[float]], pred: np.ndarray, ref: np.ndarray,

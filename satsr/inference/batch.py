@@ -255,30 +255,15 @@ def upscale_rasters(inputs: Sequence[str | Path], out: str | Path,
     line (default: its first line). Returns the same
     UpscaleSummary on every rank.
     """
-    from satsr.nn.distributed import (
-        destroy_group_if_owned,
-        setup_distributed,
-        training_device,
-    )
+    from satsr.nn.distributed import destroy_group_if_owned, setup_distributed
 
     t0 = time.perf_counter()
     say = log or (lambda line: None)
-    words = error_text or _first_line
     srcs = [Path(p) for p in inputs]
-    if not srcs:
-        raise SatsrError("no input to upscale")
-    targets = output_paths(srcs, Path(out))
-    if isinstance(model, Engine) and (method is not None or scale is not None):
-        raise SatsrError("method and scale apply when model is not an Engine",
-                         option=("method", "scale"))
-    if len(srcs) == 1 and not skip_existing:
-        from satsr.data.raster import check_output
-
-        check_output(targets[0], overwrite, source=srcs[0])  # before any model is loaded
+    targets = _checked_targets(srcs, Path(out), isinstance(model, Engine) and (
+        method is not None or scale is not None), skip_existing, overwrite)
 
     import torch.distributed as dist
-
-    from satsr.nn.device import resolve_device
 
     owned = not (dist.is_available() and dist.is_initialized())
     job = setup_distributed(False, backend="gloo", timeout=WAIT)
@@ -286,37 +271,8 @@ def upscale_rasters(inputs: Sequence[str | Path], out: str | Path,
         if job.enabled and isinstance(model, Engine):
             raise SatsrError("a loaded Engine cannot be shared by the ranks of a job: give "
                              "model as a file, run folder or bundled name", option="model")
-        spec = str(training_device(device, job.local_rank)) if job.enabled else device
-        engines: dict[str, Engine] = {}
-        given: Engine | None = None
-        if isinstance(model, Engine):
-            given = model
-        elif model is not None or method is not None:  # a bad model fails before any work
-            given = load_engine(model, method, scale, spec, strength)
-        label = str(given.device if given is not None else resolve_device(spec))
-
-        def engine_for(src: Path) -> Engine:
-            if given is not None:
-                return given
-            from satsr.inference.choice import choose_model
-
-            choice = choose_model(src, bands)
-            say(f"{printable(src.name)}: using {choice.model}: {choice.reason}")
-            if choice.model not in engines:
-                engines[choice.model] = load_engine(choice.path, None, scale, spec, strength)
-            return engines[choice.model]
-
-        # rank 0 decides what is left to do and how heavy each input is; all ranks deal alike
-        plan: list[Any] = [None]
-        if job.is_writer:
-            done = [bool(skip_existing and is_complete(s, d, given, bands))
-                    for s, d in zip(srcs, targets, strict=True)]
-            weights = [0 if skip else input_pixels(s) if job.enabled else 1
-                       for s, skip in zip(srcs, done, strict=True)]
-            plan = [(done, weights)]
-        if job.enabled:
-            dist.broadcast_object_list(plan, src=0)
-        done, weights = plan[0]
+        engines = _Engines(job, model, method, scale, device, strength, bands, say)
+        done, weights = _plan_job(job, srcs, targets, skip_existing, engines.given, bands)
         todo = [i for i in range(len(srcs)) if not done[i]]
         shares = balance([weights[i] for i in todo], job.world)
         mine = [todo[k] for k in shares[job.rank]]
@@ -328,40 +284,23 @@ def upscale_rasters(inputs: Sequence[str | Path], out: str | Path,
                     outcomes[i] = FileOutcome(str(srcs[i]), str(targets[i]), SKIPPED, 0)
                     if on_file is not None:
                         on_file(outcomes[i], None)
+        options = {"bands": bands, "nodata": nodata, "tile": tile, "overlap": overlap,
+                   "batch_size": batch_size, "cog": cog, "creation_options": creation_options,
+                   "overwrite": overwrite, "progress": progress and not job.enabled,
+                   "scaling": scaling, "precision": precision}
         t1 = time.perf_counter()
         for i in mine:
-            src, dst = srcs[i], targets[i]
-            ts = time.perf_counter()
-            result: UpscaleResult | None = None
-            try:
-                result = upscale_raster(src, dst, engine_for(src), bands=bands, nodata=nodata,
-                                        tile=tile, overlap=overlap, batch_size=batch_size,
-                                        cog=cog, creation_options=creation_options,
-                                        overwrite=overwrite,
-                                        progress=progress and not job.enabled,
-                                        scaling=scaling, precision=precision)
-            except Exception as exc:  # noqa: BLE001  (record it, finish the others)
-                if not keep_going and not job.enabled:  # a rank that stops would leave
-                    raise  # the others waiting at the gather
-                outcome = FileOutcome(str(src), str(dst), FAILED, job.rank,
-                                      seconds=time.perf_counter() - ts, error=words(exc))
-            else:
-                outcome = FileOutcome(str(src), str(dst), WRITTEN, job.rank,
-                                      result.width * result.height, result.seconds)
+            outcome, result = _upscale_one(srcs[i], targets[i], engines, options, job.rank,
+                                           keep_going or job.enabled, error_text or _first_line)
             outcomes[i] = outcome
             if on_file is not None:
                 on_file(outcome, result)
             del result
-        mine_report = (RankReport(job.rank, label, time.perf_counter() - t1,
+        mine_report = (RankReport(job.rank, engines.label, time.perf_counter() - t1,
                                   [outcomes[i] for i in mine],
                                   sum(weights[i] for i in mine)),
                        {i: o for i, o in outcomes.items()})
-        reports = [mine_report]
-        if job.enabled:
-            say(mine_report[0].line(job.world))  # before the gather: no rank is gone yet
-            gathered: list[Any] = [None] * job.world
-            dist.all_gather_object(gathered, mine_report)
-            reports = gathered
+        reports = _gather(job, mine_report, say)
         every: dict[int, FileOutcome] = {}
         for _, got in reports:
             every.update(got)
@@ -369,3 +308,103 @@ def upscale_rasters(inputs: Sequence[str | Path], out: str | Path,
                               [rep for rep, _ in reports], time.perf_counter() - t0, job.rank)
     finally:
         destroy_group_if_owned(owned)
+
+
+def _checked_targets(srcs: Sequence[Path], out: Path, method_with_engine: bool,
+                     skip_existing: bool, overwrite: bool) -> list[Path]:
+    """Each input's output path, checked before any model is loaded."""
+    if not srcs:
+        raise SatsrError("no input to upscale")
+    targets = output_paths(srcs, out)
+    if method_with_engine:
+        raise SatsrError("method and scale apply when model is not an Engine",
+                         option=("method", "scale"))
+    if len(srcs) == 1 and not skip_existing:
+        from satsr.data.raster import check_output
+
+        check_output(targets[0], overwrite, source=srcs[0])
+    return targets
+
+
+class _Engines:
+    """The engine of each input of one rank: the one given (loaded once, so a bad model
+    fails before any work), else the bundled model the choice table gives the input (each
+    loaded once, on first use)."""
+
+    def __init__(self, job: Any, model: Engine | str | Path | None, method: str | None,
+                 scale: int | None, device: str, strength: float | None,
+                 bands: Sequence[int] | None, say: Callable[[str], None]) -> None:
+        from satsr.nn.device import resolve_device
+        from satsr.nn.distributed import training_device
+
+        self.spec = str(training_device(device, job.local_rank)) if job.enabled else device
+        self.scale, self.strength, self.bands, self.say = scale, strength, bands, say
+        self.loaded: dict[str, Engine] = {}
+        self.given: Engine | None = None
+        if isinstance(model, Engine):
+            self.given = model
+        elif model is not None or method is not None:  # a bad model fails before any work
+            self.given = load_engine(model, method, scale, self.spec, strength)
+        self.label = str(self.given.device if self.given is not None
+                         else resolve_device(self.spec))
+
+    def for_input(self, src: Path) -> Engine:
+        if self.given is not None:
+            return self.given
+        from satsr.inference.choice import choose_model
+
+        choice = choose_model(src, self.bands)
+        self.say(f"{printable(src.name)}: using {choice.model}: {choice.reason}")
+        if choice.model not in self.loaded:
+            self.loaded[choice.model] = load_engine(choice.path, None, self.scale, self.spec,
+                                                    self.strength)
+        return self.loaded[choice.model]
+
+
+def _plan_job(job: Any, srcs: Sequence[Path], targets: Sequence[Path], skip_existing: bool,
+              given: Engine | None, bands: Sequence[int] | None,
+              ) -> tuple[list[bool], list[int]]:
+    """(done, weight) of each input: rank 0 decides what is left to do and how heavy each
+    input is and tells the others, so that all ranks deal alike."""
+    plan: list[Any] = [None]
+    if job.is_writer:
+        done = [bool(skip_existing and is_complete(s, d, given, bands))
+                for s, d in zip(srcs, targets, strict=True)]
+        weights = [0 if skip else input_pixels(s) if job.enabled else 1
+                   for s, skip in zip(srcs, done, strict=True)]
+        plan = [(done, weights)]
+    if job.enabled:
+        import torch.distributed as dist
+
+        dist.broadcast_object_list(plan, src=0)
+    done, weights = plan[0]
+    return done, weights
+
+
+def _upscale_one(src: Path, dst: Path, engines: _Engines, options: dict[str, Any], rank: int,
+                 keep_going: bool, words: Callable[[BaseException], str],
+                 ) -> tuple[FileOutcome, UpscaleResult | None]:
+    """Upscale one input; a failure is recorded as its outcome (raised if not `keep_going`)."""
+    ts = time.perf_counter()
+    try:
+        result = upscale_raster(src, dst, engines.for_input(src), **options)
+    except Exception as exc:  # noqa: BLE001  (record it, finish the others)
+        if not keep_going:  # (a rank of a job keeps going: one that stops would leave
+            raise  # the others waiting at the gather)
+        return FileOutcome(str(src), str(dst), FAILED, rank, seconds=time.perf_counter() - ts,
+                           error=words(exc)), None
+    return FileOutcome(str(src), str(dst), WRITTEN, rank, result.width * result.height,
+                       result.seconds), result
+
+
+def _gather(job: Any, mine: tuple[RankReport, dict[int, FileOutcome]],
+            say: Callable[[str], None]) -> list[tuple[RankReport, dict[int, FileOutcome]]]:
+    """Every rank's report and outcomes (in a job, each rank says its line first)."""
+    if not job.enabled:
+        return [mine]
+    import torch.distributed as dist
+
+    say(mine[0].line(job.world))  # before the gather: no rank is gone yet
+    gathered: list[Any] = [None] * job.world
+    dist.all_gather_object(gathered, mine)
+    return gathered

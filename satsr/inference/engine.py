@@ -13,7 +13,7 @@ writer around it is satsr.inference.writer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,19 +220,9 @@ def run_tiled(engine: Engine, height: int, width: int,
                 x0, x1 = xs[js[0]], xs[js[-1]] + tw
                 lr = next(windows)
                 c = lr.shape[0]
-                tiles = np.stack([lr[:, :, xs[j] - x0:xs[j] - x0 + tw] for j in js])
-                if not np.isfinite(tiles).all():
-                    k = int(np.argmin(np.isfinite(tiles).reshape(len(js), -1).all(1)))
-                    raise NonFiniteError(f"the input holds non-finite values (NaN or inf) in "
-                                         f"the tile at row {y}, column {xs[js[k]]}")
+                tiles = _batch_tiles(lr, [xs[j] for j in js], tw, y)
                 weights = torch.stack([wy_t[:, None] * wx_t[j][None, :] for j in js])[:, None]
-                out, bad = _forward(engine, tiles, weights, bf16)
-                if bad is not None:
-                    who = f"the model {engine.name}" if engine.is_model else engine.name
-                    raise NonFiniteError(f"{who} gave non-finite output (NaN or inf) for the "
-                                         f"tile at input row {y}, column {xs[js[bad]]}"
-                                         + (": its weights may be damaged" if engine.is_model
-                                            else ""))
+                out = _checked_forward(engine, tiles, weights, bf16, y, [xs[j] for j in js])
                 a, b = x0 * s, x1 * s
                 buf = torch.zeros((c, y1 - y0, b - a), dtype=torch.float32, device=dev)
                 if pending is not None:
@@ -262,6 +252,30 @@ def run_tiled(engine: Engine, height: int, width: int,
         if isinstance(windows, Prefetch):
             windows.close()
     return grid
+
+
+def _batch_tiles(lr: np.ndarray, cols: Sequence[int], tw: int, row: int) -> np.ndarray:
+    """The tiles at input columns `cols` of the window `lr` (read from column cols[0]), as
+    one (N, C, th, tw) batch; NonFiniteError when one holds NaN or inf."""
+    x0 = cols[0]
+    tiles = np.stack([lr[:, :, x - x0:x - x0 + tw] for x in cols])
+    if not np.isfinite(tiles).all():
+        k = int(np.argmin(np.isfinite(tiles).reshape(len(cols), -1).all(1)))
+        raise NonFiniteError(f"the input holds non-finite values (NaN or inf) in "
+                             f"the tile at row {row}, column {cols[k]}")
+    return tiles
+
+
+def _checked_forward(engine: Engine, tiles: np.ndarray, weights: torch.Tensor, bf16: bool,
+                     row: int, cols: Sequence[int]) -> torch.Tensor:
+    """The weighted outputs of a batch of tiles; NonFiniteError when one is not finite."""
+    out, bad = _forward(engine, tiles, weights, bf16)
+    if bad is not None:
+        who = f"the model {engine.name}" if engine.is_model else engine.name
+        raise NonFiniteError(f"{who} gave non-finite output (NaN or inf) for the "
+                             f"tile at input row {row}, column {cols[bad]}"
+                             + (": its weights may be damaged" if engine.is_model else ""))
+    return out
 
 
 def super_resolve(lr: np.ndarray | torch.Tensor, model: Generator | Engine, *,

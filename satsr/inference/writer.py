@@ -79,6 +79,8 @@ SUFFIX_DRIVER = {".tif": "GTiff", ".tiff": "GTiff", ".png": "PNG", ".jpg": "JPEG
                  ".jpeg": "JPEG"}
 RASTER_SUFFIXES = tuple(SUFFIX_DRIVER)
 SR_NOTE = "super-resolved: contains synthesised detail, not a measurement"
+#: What setting an optional property GDAL may refuse raises (see _write_meta).
+_REFUSED: tuple[type[BaseException], ...] = (*raster.GDAL_ERRORS, ValueError)
 
 
 # ------------------------------------------------------------------------------- rasters
@@ -178,20 +180,7 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
     src, dst = Path(src), Path(dst)
     raster.check_output(dst, overwrite, source=src,
                         inputs=[model] if isinstance(model, (str, Path)) else ())
-    if isinstance(model, Engine):
-        if method is not None or scale is not None:
-            raise SatsrError("method and scale apply when model is not an Engine",
-                             option=("method", "scale"))
-        if strength is not None:
-            raise SatsrError("strength applies when model is not an Engine (load_engine "
-                             "takes it)", option="strength")
-        engine = model
-    else:
-        if model is None and method is None:
-            from satsr.inference.choice import choose_model
-
-            model = choose_model(src, bands).path
-        engine = load_engine(model, method, scale, device, strength)
+    engine = _engine(src, model, method, scale, strength, device, bands)
     tile, batch_size = tile_sizes(engine, tile, overlap, batch_size)
     bf16 = check_precision(precision, engine)
     with gdal_env(), warnings.catch_warnings():
@@ -203,12 +192,7 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
             s = engine.scale
             width, height = ds.width * s, ds.height * s
             if creation_options:  # refused before any work, not ignored
-                direct = plan.driver == "GTiff" and not cog
-                raster.check_creation_options(
-                    _profile(ds, plan, s, stage_only=not direct,
-                             extra=creation_options if direct else None),
-                    None if direct else _convert_options(plan.driver, cog, creation_options,
-                                                         plan.dtype))
+                _check_creation(ds, plan, s, cog, creation_options)
             with atomic_path(dst) as tmp:
                 stage = tmp if plan.driver == "GTiff" and not cog else \
                     tmp.with_name(tmp.name + ".stage.tif")
@@ -234,6 +218,36 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
     return UpscaleResult(src, dst, width, height, profile["count"], plan.dtype,
                          "COG" if cog else plan.driver, plan.georef, n_tiles,
                          time.perf_counter() - t0, size)
+
+
+def _engine(src: Path, model: Engine | str | Path | None, method: str | None,
+            scale: int | None, strength: float | None, device: str,
+            bands: Sequence[int] | None) -> Engine:
+    """The engine upscale_raster runs: the one given, or loaded (see upscale_raster)."""
+    if isinstance(model, Engine):
+        if method is not None or scale is not None:
+            raise SatsrError("method and scale apply when model is not an Engine",
+                             option=("method", "scale"))
+        if strength is not None:
+            raise SatsrError("strength applies when model is not an Engine (load_engine "
+                             "takes it)", option="strength")
+        return model
+    if model is None and method is None:
+        from satsr.inference.choice import choose_model
+
+        model = choose_model(src, bands).path
+    return load_engine(model, method, scale, device, strength)
+
+
+def _check_creation(ds: Any, plan: _Plan, s: int, cog: bool,
+                    creation_options: dict[str, str]) -> None:
+    """Refuse creation options the written file's driver would not take, before any work:
+    the staging GeoTIFF's when it is the output, else the final copy's."""
+    direct = plan.driver == "GTiff" and not cog
+    raster.check_creation_options(
+        _profile(ds, plan, s, stage_only=not direct,
+                 extra=creation_options if direct else None),
+        None if direct else _convert_options(plan.driver, cog, creation_options, plan.dtype))
 
 
 @dataclass
@@ -264,47 +278,11 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
 
     sel, dtype = raster.select_one_dtype(ds, list(bands) if bands else None, src, "upscale")
     check_nodata(nodata, dtype)
-    if engine.bands is not None and len(sel) != engine.bands:
-        n = engine.bands
-        if ds.count < n:
-            raise SatsrError(f"{src} has too few bands for this model: it reads {n} bands but "
-                             f"the file has only {ds.count}; use a model trained on "
-                             f"{len(sel)}-band rasters")
-        data = [b for b in range(1, ds.count + 1) if b not in alpha_bands(ds)]
-        pick = (data + [b for b in range(1, ds.count + 1) if b not in data])[:n]
-        raise SatsrError(f"{src}: the model reads {n} bands but {len(sel)} are selected "
-                         f"(bands {','.join(map(str, sel))} of {ds.count}); choose {n} with "
-                         f"bands, e.g. bands {','.join(map(str, sorted(pick)))}", option="bands")
+    _check_band_count(ds, src, sel, engine)
     if scaling_mode not in SCALING_MODES:
         raise SatsrError(f"scaling must be {', '.join(SCALING_MODES)}, not {scaling_mode!r}",
                          option="scaling")
-    tags: dict[str, str] = {}
-    empty: tuple[int, ...] = ()
-    if engine.bandwise and scaling_mode == "model":
-        raise SatsrError("a band-by-band model has no value ranges of its own: it measures "
-                         "each band on the input (give scaling input or auto)",
-                         option="scaling")
-    if engine.scaling is None and not engine.bandwise:  # a baseline: the exact range
-        scaling = exact_scaling(ds, sel, dtype, nodata)
-    elif engine.scaling is not None and (scaling_mode == "model" or (
-            scaling_mode == "auto" and np.dtype(engine.scaling.dtype) == np.dtype(dtype))):
-        if np.dtype(engine.scaling.dtype) != np.dtype(dtype):
-            raise SatsrError(f"{src} is {dtype} but the model was trained on "
-                             f"{engine.scaling.dtype} rasters; its band scaling would not fit "
-                             f"(scaling input measures the raster's own range)",
-                             option="scaling")
-        scaling = engine.scaling
-    else:
-        if engine.bandwise or engine.scaling is None:
-            advice = ("a band-by-band model needs them: upscale a larger raster, or use "
-                      "method bicubic")
-        elif np.dtype(engine.scaling.dtype) == np.dtype(dtype):
-            advice = "use the model's own ranges with scaling model"
-        else:
-            advice = (f"the model's own ranges are for {engine.scaling.dtype} rasters: upscale "
-                      f"a larger raster, or use method bicubic")
-        est = estimate_scaling(ds, sel, src, nodata, advice=advice)
-        scaling, tags, empty = est.scaling, est.tags(), tuple(est.empty)
+    scaling, tags, empty = _scaling(ds, src, sel, dtype, engine, nodata, scaling_mode)
     alpha = [b for b in alpha_bands(ds) if b not in sel]
     declared = ds.nodatavals[sel[0] - 1]
     nodata_out = declared if declared is not None else nodata
@@ -312,16 +290,7 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
     write_mask = (nodata_out is None and not alpha and MaskFlags.per_dataset in flags
                   and MaskFlags.alpha not in flags)
     driver = output_driver(ds.driver, dst)
-    if cog and driver != "GTiff":
-        raise SatsrError(f"cog writes a GeoTIFF: name the output .tif, not {dst.name}",
-                         option="cog")
-    count = len(sel) + len(alpha)
-    if driver == "JPEG" and (dtype != "uint8" or count not in (1, 3)):
-        raise SatsrError(f"JPEG output holds 1 or 3 uint8 bands, not {count} x {dtype}: "
-                         "write a .tif instead")
-    if driver == "PNG" and (dtype not in ("uint8", "uint16") or count > 4):
-        raise SatsrError(f"PNG output holds 1 to 4 uint8/uint16 bands, not {count} x {dtype}: "
-                         "write a .tif instead")
+    _check_driver(driver, dst, cog, len(sel) + len(alpha), dtype)
     if any(ds.colorinterp[b - 1] == ColorInterp.palette for b in sel) and \
             (engine.is_model or engine.name != "nearest"):
         raise SatsrError(f"{src} is a paletted raster (class colours): a model or bicubic "
@@ -329,41 +298,112 @@ def _plan(ds: Any, src: Path, dst: Path, engine: Engine, bands: Sequence[int] | 
                          f"nearest", option="method")
     georef = ds.crs is not None
     keep_transform = georef or ds.transform != Affine.identity()
-    gcps, gcp_crs = ds.gcps
-    scaled_gcps = None
-    if not georef and gcps and gcp_crs is not None:  # control points, scaled to the output
-        s = engine.scale
-        scaled_gcps = ([GroundControlPoint(row=g.row * s, col=g.col * s, x=g.x, y=g.y,
-                                           z=g.z, id=g.id, info=g.info) for g in gcps],
-                       gcp_crs)
-        if driver != "GTiff":
-            warnings.warn(f"{driver} output cannot hold the control points of {src}: write "
-                          f"a .tif to keep the georeferencing", UpscaleWarning, stacklevel=3)
-    elif not georef:
-        warnings.warn(f"{src} has no CRS: the output is written without georeferencing",
-                      UpscaleWarning, stacklevel=3)
-    elif driver != "GTiff":
-        warnings.warn(f"{driver} output cannot hold the CRS of {src}: write a .tif to keep "
-                      "the georeferencing", UpscaleWarning, stacklevel=3)
+    scaled_gcps = _georeferencing(ds, src, driver, engine.scale)
     if engine.is_model:
         _gsd_warning(ds, engine.meta, src)
     bf16 = False  # upscale_raster sets it from its precision
-    dt = np.dtype(dtype)
-    nudge = None
-    if nodata_out is None:
-        fill: float = float("nan") if dt.kind == "f" and not alpha and not write_mask else 0
-    else:
-        fill = nodata_out
-        if not math.isnan(nodata_out):
-            nd = dt.type(nodata_out)
-            if dt.kind == "f":
-                bump = np.nextafter(nd, dt.type(np.inf if nd < 0 else -np.inf), dtype=dt)
-            else:
-                bump = nd + 1 if nd < np.iinfo(dt).max else nd - 1
-            nudge = (nd, dt.type(bump))
+    fill, nudge = _fill_values(np.dtype(dtype), nodata_out, not alpha and not write_mask)
     return _Plan(sel, alpha, dtype, scaling, nodata if declared is None else None, nodata_out,
                  write_mask, driver, georef, keep_transform and driver == "GTiff", bf16,
                  fill, nudge, tags, empty, scaled_gcps)
+
+
+def _check_band_count(ds: Any, src: Path, sel: list[int], engine: Engine) -> None:
+    """Refuse a selection of another number of bands than the model reads, suggesting one."""
+    if engine.bands is None or len(sel) == engine.bands:
+        return
+    n = engine.bands
+    if ds.count < n:
+        raise SatsrError(f"{src} has too few bands for this model: it reads {n} bands but "
+                         f"the file has only {ds.count}; use a model trained on "
+                         f"{len(sel)}-band rasters")
+    data = [b for b in range(1, ds.count + 1) if b not in alpha_bands(ds)]
+    pick = (data + [b for b in range(1, ds.count + 1) if b not in data])[:n]
+    raise SatsrError(f"{src}: the model reads {n} bands but {len(sel)} are selected "
+                     f"(bands {','.join(map(str, sel))} of {ds.count}); choose {n} with "
+                     f"bands, e.g. bands {','.join(map(str, sorted(pick)))}", option="bands")
+
+
+def _scaling(ds: Any, src: Path, sel: list[int], dtype: str, engine: Engine,
+             nodata: float | None, scaling_mode: str,
+             ) -> tuple[BandScaling, dict[str, str], tuple[int, ...]]:
+    """(band scaling, tags recording it, bands without valid pixels) by `scaling_mode`: a
+    baseline's exact range, the model's own numbers, or the input's measured range."""
+    if engine.bandwise and scaling_mode == "model":
+        raise SatsrError("a band-by-band model has no value ranges of its own: it measures "
+                         "each band on the input (give scaling input or auto)",
+                         option="scaling")
+    if engine.scaling is None and not engine.bandwise:  # a baseline: the exact range
+        return exact_scaling(ds, sel, dtype, nodata), {}, ()
+    if engine.scaling is not None and (scaling_mode == "model" or (
+            scaling_mode == "auto" and np.dtype(engine.scaling.dtype) == np.dtype(dtype))):
+        if np.dtype(engine.scaling.dtype) != np.dtype(dtype):
+            raise SatsrError(f"{src} is {dtype} but the model was trained on "
+                             f"{engine.scaling.dtype} rasters; its band scaling would not fit "
+                             f"(scaling input measures the raster's own range)",
+                             option="scaling")
+        return engine.scaling, {}, ()
+    if engine.bandwise or engine.scaling is None:
+        advice = ("a band-by-band model needs them: upscale a larger raster, or use "
+                  "method bicubic")
+    elif np.dtype(engine.scaling.dtype) == np.dtype(dtype):
+        advice = "use the model's own ranges with scaling model"
+    else:
+        advice = (f"the model's own ranges are for {engine.scaling.dtype} rasters: upscale "
+                  f"a larger raster, or use method bicubic")
+    est = estimate_scaling(ds, sel, src, nodata, advice=advice)
+    return est.scaling, est.tags(), tuple(est.empty)
+
+
+def _check_driver(driver: str, dst: Path, cog: bool, count: int, dtype: str) -> None:
+    """Refuse outputs the format cannot hold (COG, JPEG and PNG limits)."""
+    if cog and driver != "GTiff":
+        raise SatsrError(f"cog writes a GeoTIFF: name the output .tif, not {dst.name}",
+                         option="cog")
+    if driver == "JPEG" and (dtype != "uint8" or count not in (1, 3)):
+        raise SatsrError(f"JPEG output holds 1 or 3 uint8 bands, not {count} x {dtype}: "
+                         "write a .tif instead")
+    if driver == "PNG" and (dtype not in ("uint8", "uint16") or count > 4):
+        raise SatsrError(f"PNG output holds 1 to 4 uint8/uint16 bands, not {count} x {dtype}: "
+                         "write a .tif instead")
+
+
+def _georeferencing(ds: Any, src: Path, driver: str, s: int) -> tuple[list[Any], Any] | None:
+    """The input's ground control points scaled to the output (when it has no CRS but has
+    them), warning when the output will lack the input's georeferencing."""
+    georef = ds.crs is not None
+    gcps, gcp_crs = ds.gcps
+    if not georef and gcps and gcp_crs is not None:  # control points, scaled to the output
+        if driver != "GTiff":
+            warnings.warn(f"{driver} output cannot hold the control points of {src}: write "
+                          f"a .tif to keep the georeferencing", UpscaleWarning, stacklevel=4)
+        return ([GroundControlPoint(row=g.row * s, col=g.col * s, x=g.x, y=g.y,
+                                    z=g.z, id=g.id, info=g.info) for g in gcps], gcp_crs)
+    if not georef:
+        warnings.warn(f"{src} has no CRS: the output is written without georeferencing",
+                      UpscaleWarning, stacklevel=4)
+    elif driver != "GTiff":
+        warnings.warn(f"{driver} output cannot hold the CRS of {src}: write a .tif to keep "
+                      "the georeferencing", UpscaleWarning, stacklevel=4)
+    return None
+
+
+def _fill_values(dt: np.dtype[Any], nodata_out: float | None, nan_fill: bool,
+                 ) -> tuple[float, tuple[Any, Any] | None]:
+    """(value of masked output pixels, (nodata, replacement) for valid pixels equal to
+    nodata or None). Without a nodata value, float outputs that hold no mask or alpha
+    band (`nan_fill`) fill with NaN, others with 0."""
+    if nodata_out is None:
+        return (float("nan") if dt.kind == "f" and nan_fill else 0), None
+    nudge = None
+    if not math.isnan(nodata_out):
+        nd = dt.type(nodata_out)
+        if dt.kind == "f":
+            bump = np.nextafter(nd, dt.type(np.inf if nd < 0 else -np.inf), dtype=dt)
+        else:
+            bump = nd + 1 if nd < np.iinfo(dt).max else nd - 1
+        nudge = (nd, dt.type(bump))
+    return nodata_out, nudge
 
 
 def _profile(ds: Any, plan: _Plan, s: int, stage_only: bool,
@@ -400,7 +440,10 @@ def _write_meta(out: Any, ds: Any, plan: _Plan, engine: Engine) -> None:
         with raster.gdal_tolerated():
             out.colorinterp = [ds.colorinterp[b - 1] for b in plan.bands] + \
                 [ColorInterp.alpha] * len(plan.alpha)
-    except Exception:  # noqa: BLE001  (some band layouts refuse some interpretations)
+    except _REFUSED:
+        # GDAL (or rasterio's check of the list) refuses some interpretations for some band
+        # layouts: the output then keeps GDAL's default interpretation, which is all an
+        # optional setting can cost; any other error propagates
         pass
     if plan.gcps is not None and out.driver == "GTiff":
         out.gcps = plan.gcps
@@ -597,26 +640,18 @@ def _stream_windows(ds: Any, out: Any, plan: _Plan, engine: Engine, prog: Any,
     range and cast on the engine's device, in float32 (float64 for wide dtypes), as
     `BandScaling.from_unit` does. Reading, computing and writing overlap (a reader and a
     writer thread). Returns the number of windows."""
-    from satsr.data.scaling import cast_torch, torch_dtype
     from satsr.inference.pipeline import Prefetch, Sink
-    from satsr.inference.resample import HALO, upsample_window
+    from satsr.inference.resample import HALO
 
-    s, method = engine.scale, engine.name
-    halo = HALO[method]
+    s = engine.scale
+    halo = HALO[engine.name]
     height, width = ds.height, ds.width
     rows = max(1, BLOCK // s)
     cols = max(rows, WINDOW_COLS // rows * rows)
     wins = [(r, col, min(rows, height - r), min(cols, width - col))
             for r in range(0, height, rows) for col in range(0, width, cols)]
     dev = engine.device
-    dt = np.dtype(plan.dtype)
-    work = torch.float64 if dt.itemsize >= 4 and dt != np.float32 else torch.float32
-    lo_np, hi_np = np.asarray(plan.scaling.lo), np.asarray(plan.scaling.hi)
-    lo = torch.tensor(lo_np, dtype=work, device=dev).reshape(-1, 1, 1)
-    hi = torch.tensor(hi_np, dtype=work, device=dev).reshape(-1, 1, 1)
-    bounds = (float(lo_np.min()), float(hi_np.max()))
-    half = (torch_dtype(dt) if dt.kind == "u" and bounds[0] >= 0
-            and bounds[1] <= np.iinfo(dt).max else None)
+    upsample = _WindowUpsampler(engine, plan)
 
     Read = tuple[tuple[int, int, int, int], tuple[int, int], np.ndarray, np.ndarray,
                  np.ndarray | None]
@@ -651,18 +686,7 @@ def _stream_windows(ds: Any, out: Any, plan: _Plan, engine: Engine, prog: Any,
         with torch.inference_mode():
             for win, (oy, ox), data, ok, alpha in reader:
                 _r, _c, h, w = win
-                x = torch.from_numpy(data).to(dev)
-                if method == "bicubic" and half is not None:
-                    # unsigned: the weights sum to 1, so +0.5 on the input is +0.5 on the
-                    # output, and the cast's truncation then rounds (half up: 1 DN at most
-                    # from np.rint's half to even, at exact halves only); one pass fewer
-                    vals = upsample_window(x.to(work) + 0.5, s, method, oy, ox, h, w,
-                                           lambda y: y.clamp_(lo + 0.5, hi + 0.5).to(half))
-                elif method == "bicubic":
-                    vals = upsample_window(x.to(work), s, method, oy, ox, h, w,
-                                           lambda y: cast_torch(y.clamp_(lo, hi), dt, bounds))
-                else:
-                    vals = upsample_window(x, s, method, oy, ox, h, w).contiguous()
+                vals = upsample(torch.from_numpy(data).to(dev), oy, ox, h, w)
                 sink.put((win, _to_host(vals), ok, alpha))
                 bar.advance(1)
         sink.close()
@@ -674,6 +698,42 @@ def _stream_windows(ds: Any, out: Any, plan: _Plan, engine: Engine, prog: Any,
             sink.abandon()
         bar.stop()
     return len(wins)
+
+
+class _WindowUpsampler:
+    """A classical baseline's upsampling of one window (see _stream_windows), values
+    clamped to the band scaling's range and cast to the raster's dtype on the device."""
+
+    def __init__(self, engine: Engine, plan: _Plan) -> None:
+        from satsr.data.scaling import torch_dtype
+
+        self.s, self.method, dev = engine.scale, engine.name, engine.device
+        self.dt = dt = np.dtype(plan.dtype)
+        self.work = torch.float64 if dt.itemsize >= 4 and dt != np.float32 else torch.float32
+        lo_np, hi_np = np.asarray(plan.scaling.lo), np.asarray(plan.scaling.hi)
+        self.lo = torch.tensor(lo_np, dtype=self.work, device=dev).reshape(-1, 1, 1)
+        self.hi = torch.tensor(hi_np, dtype=self.work, device=dev).reshape(-1, 1, 1)
+        self.bounds = (float(lo_np.min()), float(hi_np.max()))
+        self.half = (torch_dtype(dt) if dt.kind == "u" and self.bounds[0] >= 0
+                     and self.bounds[1] <= np.iinfo(dt).max else None)
+
+    def __call__(self, x: torch.Tensor, oy: int, ox: int, h: int, w: int) -> torch.Tensor:
+        """The (C, h*s, w*s) output of the core (oy, ox, h, w) of input window `x`."""
+        from satsr.data.scaling import cast_torch
+        from satsr.inference.resample import upsample_window
+
+        s, method, work, lo, hi = self.s, self.method, self.work, self.lo, self.hi
+        if method == "bicubic" and self.half is not None:
+            # unsigned: the weights sum to 1, so +0.5 on the input is +0.5 on the
+            # output, and the cast's truncation then rounds (half up: 1 DN at most
+            # from np.rint's half to even, at exact halves only); one pass fewer
+            half = self.half
+            return upsample_window(x.to(work) + 0.5, s, method, oy, ox, h, w,
+                                   lambda y: y.clamp_(lo + 0.5, hi + 0.5).to(half))
+        if method == "bicubic":
+            return upsample_window(x.to(work), s, method, oy, ox, h, w,
+                                   lambda y: cast_torch(y.clamp_(lo, hi), self.dt, self.bounds))
+        return upsample_window(x, s, method, oy, ox, h, w).contiguous()
 
 
 def _refuse_inf(data: np.ndarray, ok: np.ndarray, bands: Sequence[int], row: int,

@@ -29,9 +29,9 @@ def model_metadata(t: Trainer) -> dict[str, Any]:
         "bandwise": bool(t.index.meta.get("band_samples")),
         "degradation": t.model.degradation.to_dict(),
         "selection": {"criterion": t.cfg.select, "psnr_floor": t.cfg.psnr_floor,
-                      "iteration": (t.iteration if t._exports_latest()
+                      "iteration": (t.iteration if t.exports_latest
                                     else t.selection.best_iteration),
-                      "scores": None if t._exports_latest() else t.validator.best_scores,
+                      "scores": None if t.exports_latest else t.validator.best_scores,
                       "bicubic": t.validator.baseline},
         "ema": t.cfg.ema or None,
         "init_from": t.init_from,

@@ -108,11 +108,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """One clear error for any impossible value (naming the option, see SatsrError)."""
-        from satsr.nn.discriminator import TRUNK_STRIDE
-        from satsr.nn.generator import UPSAMPLERS
         from satsr.nn.phi import get_variant
-        from satsr.nn.vgg import VGG_NETS
-        from satsr.training.selection import CRITERIA
 
         try:
             get_variant(self.variant)
@@ -140,6 +136,14 @@ class TrainConfig:
                              f"0.8 M); a step would take hours and tens of GB",
                              option=("n_blocks", "features"))
         check_seed(self.seed)
+        self._check_schedule()
+        self._check_optimiser()
+        self._check_choices()
+
+    def _check_schedule(self) -> None:
+        """Checkpoint and validation periods, crop size and discriminator depth."""
+        from satsr.nn.discriminator import TRUNK_STRIDE
+
         for name in ("checkpoint_every", "val_every"):
             if getattr(self, name) < 0:
                 raise SatsrError(f"{name} must be >= 0 (0 = only at the end / never)",
@@ -151,6 +155,9 @@ class TrainConfig:
         if not 1 <= self.phi_depth <= 8:
             raise SatsrError(f"phi_depth must be in 1..8 (trunk blocks), not {self.phi_depth}",
                              option="phi_depth")
+
+    def _check_optimiser(self) -> None:
+        """Adam's settings and the loss weights."""
         for name in ("lr", "beta1", "beta2", "lambda1", "lambda2"):
             if not math.isfinite(getattr(self, name)):
                 raise SatsrError(f"{name} must be a finite number, not {getattr(self, name)}",
@@ -161,6 +168,14 @@ class TrainConfig:
         if self.lambda1 < 0 or self.lambda2 < 0:
             raise SatsrError(f"lambda1 and lambda2 must be >= 0, not {self.lambda1} and "
                              f"{self.lambda2}", option=("lambda1", "lambda2"))
+
+    def _check_choices(self) -> None:
+        """Workers, the named choices (upsampler, VGG net, selection), the PSNR floor, the EMA
+        decay, the device, and that a dataset and a run folder are given."""
+        from satsr.nn.generator import UPSAMPLERS
+        from satsr.nn.vgg import VGG_NETS
+        from satsr.training.selection import CRITERIA
+
         if self.workers < -1:
             raise SatsrError(f"workers must be >= 0, or -1 for auto, not {self.workers}",
                              option="workers")

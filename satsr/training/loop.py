@@ -100,46 +100,12 @@ class Trainer:
         self.degradation = Degradation.resolve(cfg.degradation, cfg.scale)
         self.selection = Selection(cfg.select, cfg.psnr_floor)
 
-        use_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto"
-                                                      and torch.cuda.is_available())
-        if use_cuda:
-            resolve_device(cfg.device)  # no CUDA: one clear error before joining a group
-        self.dist: DistInfo = setup_distributed(use_cuda)
-        self.device = training_device(cfg.device, self.dist.local_rank)
-        self.cuda = self.device.type == "cuda"
+        self._join_devices()
         ckpt = self.rundir.check(resume, overwrite)
         self.dist.barrier()  # every rank has looked at RUN before rank 0 writes into it
         if ckpt is not None:
             check_resumed_config(self, ckpt)
-
-        # ---- data
-        self.index = DatasetIndex.read(cfg.data)
-        self.train_chips = [c.path for c in self.index.split("train")]
-        self.val_chips = [c.path for c in self.index.split("val")]
-        n = len(self.train_chips)
-        if n == 0:
-            raise SatsrError(f"dataset {self.index.root} has no train chips")
-        if cfg.batch_size * self.dist.world > n:
-            per = f" x {self.dist.world} processes" if self.dist.enabled else ""
-            raise SatsrError(f"batch_size {cfg.batch_size}{per} is larger than the train "
-                             f"split ({n} chips)", option="batch_size")
-        size = self.index.meta.get("size")
-        self.chip_hw = (int(size), int(size)) if size else chip_size(self.train_chips[0])
-        if cfg.hr_size > min(self.chip_hw):
-            raise SatsrError(f"hr_size {cfg.hr_size} is larger than the dataset's chips "
-                             f"({self.chip_hw[0]}x{self.chip_hw[1]})", option="hr_size")
-        self.bands = self.index.band_count
-        self.scaling = self.index.scaling
-        if self.scaling.bands != self.bands:
-            raise SatsrError(f"dataset index scaling has {self.scaling.bands} bands but "
-                             f"band_count is {self.bands}")
-        if ckpt is not None:
-            check_resumed_data(self, ckpt)
-            self.scaling = BandScaling.from_dict(ckpt["scaling"])  # the model's own numbers
-        if self.variant.phi == "vgg" and self.bands != 3:
-            raise SatsrError(f"variant {cfg.variant} uses VGG19, which reads 3-band RGB; this "
-                             f"dataset has {self.bands} bands (make one with bands 1,2,3)",
-                             option="bands")
+        self._read_data(ckpt)
 
         # ---- networks (VGG first: missing weights fail before anything is written)
         vgg: nn.Module | None = None
@@ -167,6 +133,49 @@ class Trainer:
         self._pending: list[tuple[int, torch.Tensor]] = []
         self._last_losses: dict[str, float] = {}
         self._good_iteration: int | None = int(ckpt["iteration"]) if ckpt else None
+
+    def _join_devices(self) -> None:
+        """This process's device, after joining the job's process group (when there is one)."""
+        cfg = self.cfg
+        use_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto"
+                                                      and torch.cuda.is_available())
+        if use_cuda:
+            resolve_device(cfg.device)  # no CUDA: one clear error before joining a group
+        self.dist: DistInfo = setup_distributed(use_cuda)
+        self.device = training_device(cfg.device, self.dist.local_rank)
+        self.cuda = self.device.type == "cuda"
+
+    def _read_data(self, ckpt: dict[str, Any] | None) -> None:
+        """The dataset's index, chips, bands and band scaling (a resumed run's own), checked
+        against the options."""
+        cfg = self.cfg
+        self.index = DatasetIndex.read(cfg.data)
+        self.train_chips = [c.path for c in self.index.split("train")]
+        self.val_chips = [c.path for c in self.index.split("val")]
+        n = len(self.train_chips)
+        if n == 0:
+            raise SatsrError(f"dataset {self.index.root} has no train chips")
+        if cfg.batch_size * self.dist.world > n:
+            per = f" x {self.dist.world} processes" if self.dist.enabled else ""
+            raise SatsrError(f"batch_size {cfg.batch_size}{per} is larger than the train "
+                             f"split ({n} chips)", option="batch_size")
+        size = self.index.meta.get("size")
+        self.chip_hw = (int(size), int(size)) if size else chip_size(self.train_chips[0])
+        if cfg.hr_size > min(self.chip_hw):
+            raise SatsrError(f"hr_size {cfg.hr_size} is larger than the dataset's chips "
+                             f"({self.chip_hw[0]}x{self.chip_hw[1]})", option="hr_size")
+        self.bands = self.index.band_count
+        self.scaling = self.index.scaling
+        if self.scaling.bands != self.bands:
+            raise SatsrError(f"dataset index scaling has {self.scaling.bands} bands but "
+                             f"band_count is {self.bands}")
+        if ckpt is not None:
+            check_resumed_data(self, ckpt)
+            self.scaling = BandScaling.from_dict(ckpt["scaling"])  # the model's own numbers
+        if self.variant.phi == "vgg" and self.bands != 3:
+            raise SatsrError(f"variant {cfg.variant} uses VGG19, which reads 3-band RGB; this "
+                             f"dataset has {self.bands} bands (make one with bands 1,2,3)",
+                             option="bands")
 
     @property
     def iteration(self) -> int:
@@ -213,7 +222,10 @@ class Trainer:
         self.rundir.save(self.state_dict(), self.export_generator(), self.model_metadata())
         self._good_iteration = self.iteration
 
-    def _exports_latest(self) -> bool:
+    @property
+    def exports_latest(self) -> bool:
+        """Whether the model file holds the latest weights (no round selected, or none kept
+        yet) rather than the selected round's."""
         return self.cfg.select == "last" or self.validator.best_state is None
 
     def export_generator(self) -> Generator:
@@ -221,7 +233,7 @@ class Trainer:
         latest (the EMA's when --ema is on)."""
         ema = self.model.ema
         source = self.model.G if ema is None else cast(Generator, ema.shadow)
-        if self._exports_latest():
+        if self.exports_latest:
             return source
         g = copy.deepcopy(source)
         assert self.validator.best_state is not None
