@@ -31,6 +31,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from satsr.errors import SatsrError
+from satsr.training.export import choose_round, choose_strength, choose_variant
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SATSR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 SPLIT = ROOT / "examples" / "splits" / "shared.json"
@@ -285,67 +288,6 @@ def step_train(name: str, work: Path, extra: list[str]) -> None:
         shutil.copy2(run_dir / "checkpoint.pt", run_dir / "snapshots" / f"ckpt-{end}.pt")
 
 
-def choose_round(run_dir: Path, criterion: str, floor_db: float) -> dict[str, float]:
-    """The val.csv round (after 0, with a snapshot) of lowest `criterion` whose PSNR is at
-    least bicubic's minus `floor_db` dB; SystemExit when none is."""
-    import csv
-
-    bic = json.loads((run_dir / "val_bicubic.json").read_text())
-    rows = [{k: float(v) for k, v in row.items()}
-            for row in csv.DictReader((run_dir / "val.csv").open())]
-    ok = [row for row in rows if row["iteration"] > 0
-          and row["psnr"] >= bic["psnr"] - floor_db
-          and (run_dir / "snapshots" / f"ckpt-{int(row['iteration'])}.pt").is_file()]
-    if not ok:
-        raise SystemExit(f"{run_dir}: no validation round within {floor_db} dB of bicubic's "
-                         "PSNR has a snapshot")
-    return min(ok, key=lambda row: row[criterion])
-
-
-#: PSNR floor (dB below bicubic) under the eval families other than clean bicubic LR
-OTHER_FAMILY_FLOOR_DB = 0.5
-
-
-def _psnr_change(row: dict, base: dict, kind: str) -> float:
-    """Model - bicubic PSNR: the mean over bands, or for "ms" the worst band's."""
-    if kind == "ms":
-        bands = [k for k in base if k.startswith("psnr-b")]
-        return min(row[k] - base[k] for k in bands)
-    return row["psnr"] - base["psnr"]
-
-
-def _family_floor_db(r: Recipe, family: str) -> float:
-    """How many dB below bicubic's PSNR the strength rule allows under `family`."""
-    return r.strength_floor_db if family == "bicubic" else OTHER_FAMILY_FLOOR_DB
-
-
-def choose_strength(r: Recipe, val: dict, labels: dict[str, float]) -> dict:
-    """The strength rule of Recipe.strength_grid on model_eval's result `val` (split val),
-    where model `label` was run at strength labels[label]; returns the choice and a table."""
-    rows = []
-    for label, a in labels.items():
-        dv, dp, ok = {}, {}, True
-        for fam, by in val["mean"].items():
-            base = by["bicubic"]
-            dv[fam] = by[label]["vgg-l"] / base["vgg-l"] - 1
-            dp[fam] = _psnr_change(by[label], base, r.eval_kind)
-            ok = ok and dp[fam] >= -_family_floor_db(r, fam)
-        rows.append({"strength": a, "ok": ok, "mean_vgg_change": sum(dv.values()) / len(dv),
-                     "vgg_change": dv, "psnr_change": dp})
-    ok_rows = [x for x in rows if x["ok"]]
-    if ok_rows:
-        best = min(ok_rows, key=lambda x: x["mean_vgg_change"])
-    else:  # none within the floors: the one closest to them
-        best = max(rows, key=lambda x: min(d + _family_floor_db(r, f)
-                                           for f, d in x["psnr_change"].items()))
-    return {"strength": best["strength"], "within_floors": best["ok"], "rows": rows,
-            "rule": "lowest mean vgg-l change over the eval families among strengths within "
-                    f"{r.strength_floor_db:g} dB of bicubic's PSNR on bicubic LR"
-                    f"{' (every band)' if r.eval_kind == 'ms' else ''} and "
-                    f"{OTHER_FAMILY_FLOOR_DB:g} dB under the other families (else the one "
-                    "closest to those floors); split val"}
-
-
 def step_strength(name: str, r: Recipe, work: Path, path: Path, cap: int) -> dict:
     """Score model file `path` at every strength of r.strength_grid on the val split (each a
     copy of the file with its recorded strength: the path `satsr upscale` takes)."""
@@ -366,7 +308,8 @@ def step_strength(name: str, r: Recipe, work: Path, path: Path, cap: int) -> dic
     metrics = (["psnr", "band-psnr", "vgg-l", "alex-l"] if r.eval_kind == "ms"
                else ["psnr", "alex-l", "vgg-l"])
     val = kind(work / "data" / r.eval_dataset, files, "val", cap, 0, "families", metrics)
-    choice = choose_strength(r, val, labels)
+    choice = choose_strength(val, labels, clean_floor_db=r.strength_floor_db,
+                             kind=r.eval_kind)
     (folder / "val.json").write_text(json.dumps({"eval": val, "choice": choice}, indent=1)
                                      + "\n")
     return choice
@@ -413,40 +356,6 @@ def with_probe(gen, probe):
     state = {k: v for k, v in gen.state_dict().items() if not k.startswith("probe.")}
     out.load_state_dict({**state, **{f"probe.{k}": v for k, v in probe.state_dict().items()}})
     return out.eval()
-
-
-def choose_variant(val: dict, grid: dict[str, dict], clean_floor_db: float) -> dict:
-    """Among the variants of `grid` scored on the val split (model_eval result `val`, models
-    labelled by grid key) that meet the floors under every family — PSNR >= bicubic's minus
-    `clean_floor_db` on clean LR and minus OTHER_FAMILY_FLOOR_DB under the others, vgg-l <=
-    bicubic's under the others — the one with the lowest vgg-l on clean LR; when none
-    meets them, the one closest to its PSNR floors."""
-    rows = []
-    for label, v in grid.items():
-        dv, dp, ok = {}, {}, True
-        for fam, by in val["mean"].items():
-            base = by["bicubic"]
-            dv[fam] = by[label]["vgg-l"] / base["vgg-l"] - 1
-            dp[fam] = by[label]["psnr"] - base["psnr"]
-            floor = clean_floor_db if fam == "bicubic" else OTHER_FAMILY_FLOOR_DB
-            ok = ok and dp[fam] >= -floor and (fam == "bicubic" or dv[fam] <= 0)
-        rows.append({"variant": label, **v, "ok": ok, "vgg_change": dv, "psnr_change": dp,
-                     "mean_vgg_change": sum(dv.values()) / len(dv)})
-    for x in rows:
-        x["failed"] = [f"{f} {what}" for f in x["vgg_change"]
-                       for what, bad in (("PSNR", x["psnr_change"][f] < -(
-                           clean_floor_db if f == "bicubic" else OTHER_FAMILY_FLOOR_DB)),
-                                         ("vgg-l", f != "bicubic" and x["vgg_change"][f] > 0))
-                       if bad]
-    fewest = min(len(x["failed"]) for x in rows)
-    best = min((x for x in rows if len(x["failed"]) == fewest),
-               key=lambda x: x["vgg_change"]["bicubic"])
-    return {"variant": best["variant"], "strength": best["strength"],
-            "adaptive": best["adaptive"], "within_floors": best["ok"], "rows": rows,
-            "rule": "lowest vgg-l on clean bicubic LR among the variants that fail fewest of "
-                    f"the floors (PSNR >= bicubic's - {clean_floor_db:g} dB on clean LR; PSNR "
-                    f">= bicubic's - {OTHER_FAMILY_FLOOR_DB:g} dB and vgg-l <= bicubic's under "
-                    "every other family); split val"}
 
 
 def step_adaptive(gen, meta: dict, folder: Path, dataset: Path, cap: int,
@@ -583,7 +492,10 @@ def step_export(name: str, work: Path, run_name: str | None, cap: int,
     run_name = run_name or name
     r = RECIPES[run_name]
     run_dir = work / run_name
-    chosen = choose_round(run_dir, r.criterion, r.floor_db)
+    try:
+        chosen = choose_round(run_dir, r.criterion, r.floor_db)
+    except SatsrError as e:
+        raise SystemExit(str(e)) from None
     it = int(chosen["iteration"])
     gen, meta = load_model(run_dir / "model.safetensors")
     ckpt = load_checkpoint(run_dir / "snapshots" / f"ckpt-{it}.pt")

@@ -105,20 +105,10 @@ def _trained(run_dir: Path) -> int:
     return int(load_checkpoint(run_dir / "checkpoint.pt")["iteration"])
 
 
-def paired(a: list[float], b: list[float]) -> dict[str, float]:
-    """Mean of a - b per chip and its Student-t 95% CI half-width."""
-    import numpy as np
-
-    from satsr.evaluation.scoring import mean_ci
-
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    m, ci = mean_ci(d)
-    return {"mean": m, "ci95": ci, "lo": m - ci, "hi": m + ci, "n": int(d.size)}
-
-
 def evaluate(ds: Path, work: Path, names: list[str], hr: int) -> dict:
     from satsr.evaluation import scoring as ev
     from satsr.evaluation.metrics import METRICS
+    from satsr.evaluation.result import paired_difference
 
     samples, total, scaling, info = ev.dataset_samples(ds)
     unavailable = ev.resolve_lpips(list(METRICS), False, None)
@@ -133,7 +123,8 @@ def evaluate(ds: Path, work: Path, names: list[str], hr: int) -> dict:
     doc["kept_round"] = {n: _kept(work / n) for n in names}
     if "adv+rec" in names:
         doc["paired_adv+rec_minus"] = {
-            other: {k: paired(res.values["adv+rec"][k], res.values[other][k]) for k in PAIRED
+            other: {k: paired_difference(res.values["adv+rec"][k], res.values[other][k])
+                    for k in PAIRED
                     if k in res.values["adv+rec"]}
             for other in [*names, "bicubic"] if other != "adv+rec"}
     return doc

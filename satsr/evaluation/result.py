@@ -36,6 +36,16 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float]:
     return m, float(t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
 
 
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    """The mean of a - b over paired samples (one score of two methods per chip) and its
+    Student-t 95% confidence interval: {"mean", "ci95" (half-width), "lo", "hi", "n"}.
+    The interval excludes 0 when the two methods differ significantly."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    m, ci = mean_ci(d.tolist())
+    return {"mean": m, "ci95": ci, "lo": m - ci, "hi": m + ci, "n": int(d.size)}
+
+
 @dataclass
 class EvalResult:
     """Per-sample metric values for every method, and everything needed to report them."""
