@@ -599,7 +599,7 @@ def _stream_windows(ds: Any, out: Any, plan: _Plan, engine: Engine, prog: Any,
     writer thread). Returns the number of windows."""
     from satsr.data.scaling import cast_torch, torch_dtype
     from satsr.inference.pipeline import Prefetch, Sink
-    from satsr.inference.resample import HALO, upsample_window
+    from satsr.inference.resample import HALO, clamp_bands, upsample_window
 
     s, method = engine.scale, engine.name
     halo = HALO[method]
@@ -657,10 +657,12 @@ def _stream_windows(ds: Any, out: Any, plan: _Plan, engine: Engine, prog: Any,
                     # output, and the cast's truncation then rounds (half up: 1 DN at most
                     # from np.rint's half to even, at exact halves only); one pass fewer
                     vals = upsample_window(x.to(work) + 0.5, s, method, oy, ox, h, w,
-                                           lambda y: y.clamp_(lo + 0.5, hi + 0.5).to(half))
+                                           lambda y: clamp_bands(y, lo + 0.5, hi + 0.5)
+                                           .to(half))
                 elif method == "bicubic":
                     vals = upsample_window(x.to(work), s, method, oy, ox, h, w,
-                                           lambda y: cast_torch(y.clamp_(lo, hi), dt, bounds))
+                                           lambda y: cast_torch(clamp_bands(y, lo, hi), dt,
+                                                                bounds))
                 else:
                     vals = upsample_window(x, s, method, oy, ox, h, w).contiguous()
                 sink.put((win, _to_host(vals), ok, alpha))
