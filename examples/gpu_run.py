@@ -650,10 +650,24 @@ def step_measure(a: argparse.Namespace) -> None:
         t = time.time()
         try:
             res: dict[str, Any] = {"result": call()}
+            res.update(_against_targets(a.benchmarks, name, res["result"]))
         except Exception as exc:  # one failed measurement must not lose the others
             res = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         print(json.dumps({"measure": name, "seconds": round(time.time() - t, 1), **res}),
               flush=True)
+
+
+def _against_targets(bench: Path, name: str, result: Any) -> dict[str, Any]:
+    """{"report": upscale_pipeline's lines for it, "targets": each value against the issue's
+    target} where the checkout's benchmark has them, else {}."""
+    sys.path.insert(0, str(bench))
+    try:
+        import upscale_pipeline as up
+    except ImportError:
+        return {}
+    if not hasattr(up, "targets"):
+        return {}
+    return {"report": up.report({name: result}), "targets": up.targets({name: result})}
 
 
 def measure(r: Run) -> None:
@@ -668,6 +682,14 @@ def measure(r: Run) -> None:
             found[rec.pop("measure")] = rec
     r.report("measure", {"seconds": round(time.time() - t, 1), "rc": rc, "results": found,
                          **({"tail": _tail(text)} if rc else {})})
+    for name, rec in found.items():  # each measurement against its target, readable
+        for line in rec.get("report", []):
+            print(f"{name}: {line}", flush=True)
+        for tg in rec.get("targets", []):
+            print(f"TARGET {tg['name']}: {tg['value']:.3g} (target {tg['target']}): "
+                  f"{'met' if tg['met'] else 'MISSED'}", flush=True)
+        if "skipped" in rec or "error" in rec:
+            print(f"{name}: {rec.get('skipped') or rec.get('error')}", flush=True)
 
 
 def step_run(a: argparse.Namespace) -> None:
