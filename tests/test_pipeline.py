@@ -101,6 +101,26 @@ def test_scalar_band_clamp_equals_the_broadcast_one(dtype: torch.dtype, same: bo
     assert torch.equal(clamp_bands(y, lo, hi), want) and torch.equal(y, want)  # in place
 
 
+@pytest.mark.parametrize("dtype", ["uint16", "int16", "int32"])
+@pytest.mark.parametrize("nodata", [None, 7])
+def test_exact_scaling_is_the_valid_pixels_min_max(tmp_path: Path, dtype: str,
+                                                   nodata: int | None) -> None:
+    from satsr.data.scaling import exact_scaling
+
+    rng = np.random.default_rng(1)
+    data = rng.integers(-3000 if dtype != "uint16" else 0, 40000 if dtype != "int16" else 9000,
+                        (3, 40, 50)).astype(dtype)
+    if nodata is not None:
+        data[:, :5, :5] = nodata
+        data[1, 10, 10] = 32000 if dtype != "int16" else 9001  # the largest valid value
+    src = _write(tmp_path / "in.tif", data, nodata)
+    with rasterio.open(src) as ds:
+        got = exact_scaling(ds, [1, 2, 3], dtype)
+    ok = np.ones(data.shape[1:], bool) if nodata is None else ~(data == nodata).all(0)
+    assert got.lo == tuple(float(data[b][ok].min()) for b in range(3))
+    assert got.hi == tuple(float(data[b][ok].max()) for b in range(3))
+
+
 # ------------------------------------------------------------------ the classical baselines
 
 @pytest.mark.parametrize("method", ["bicubic", "nearest"])
