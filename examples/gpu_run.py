@@ -68,7 +68,11 @@ skipped, saying so):
    VGG16's LPIPS is there, else the plain model file and card;
 5. issue 21's GPU measurements (--measure-s 75 kept for them): benchmarks/upscale_pipeline.py's
    train_vs_minimal, validation_seconds, model_path and sentinel_tile when the checkout has it
-   (see `measurements`), else benchmarks/train_step.py's step vs minimal loop.
+   (see `measurements`), else benchmarks/train_step.py's step vs minimal loop; each is printed
+   as the benchmark's report line and as `TARGET name: value (target <= x): met|MISSED`
+   (upscale with the default model vs the bare bf16 forward, >= 0.5x output MPix/s; train
+   realistic vs the minimal loop, <= 1.15x; a 48-chip validation, <= 2 s; the 10980^2 x 4
+   uint16 tile x4, <= 90 s).
 
 `--quick` shrinks everything (tiny chips and counts, a 2-block generator, a few iterations, no
 wheel download) so that both subcommands run on a CPU in CI (tests/test_gpu_script.py, with
