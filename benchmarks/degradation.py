@@ -7,11 +7,13 @@ Prints the degradation's share of the step. Target: below 10 % for every preset.
 
     .venv/bin/python benchmarks/degradation.py                 # HR 96, batch 10, CPU
     .venv/bin/python benchmarks/degradation.py --rounds 5 --steps 5
+    .venv/bin/python benchmarks/degradation.py --breakdown --hr-size 256   # ms per step kind
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import statistics
 import time
 from pathlib import Path
@@ -36,6 +38,29 @@ def crops(hr: int, batch: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(tiles[:batch]))
 
 
+def breakdown(name: str, hr: torch.Tensor, batches: int = 10) -> tuple[float, dict[str, float]]:
+    """(ms per batch of `Degradation(hr, rng)`, {step kind[:method]: ms per batch}): where a
+    preset's time goes, on one thread of the CPU (as in one loader worker)."""
+    deg = Degradation.resolve(name, 4)
+    acc: collections.Counter[str] = collections.Counter()
+    apply = deg._apply
+
+    def timed(step, x, rng, lr_size):  # type: ignore[no-untyped-def]
+        t = time.perf_counter()
+        y = apply(step, x, rng, lr_size)
+        if step.kind != "one_of":  # its chosen steps are timed themselves
+            acc[step.kind + (f":{step.method}" if step.method else "")] += \
+                time.perf_counter() - t
+        return y
+
+    deg._apply = timed  # type: ignore[method-assign]
+    t = time.perf_counter()
+    for k in range(batches):
+        deg(hr, np.random.default_rng([0, k]))
+    total = (time.perf_counter() - t) / batches * 1000
+    return total, {k: v / batches * 1000 for k, v in acc.most_common()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hr-size", type=int, default=96)
@@ -45,9 +70,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--presets", nargs="*", default=["bicubic", "sensor", "realistic", "jpeg",
                                                      "blur-noise", "nearest-reproject"])
+    ap.add_argument("--breakdown", action="store_true",
+                    help="Only the degradation, one thread: ms per batch and per step kind.")
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    torch.set_num_threads(1 if a.breakdown else a.threads)
     hr = crops(a.hr_size, a.batch_size)
+    if a.breakdown:
+        print(f"HR {a.hr_size}, batch {hr.shape[0]}, 1 thread (as one loader worker), CPU")
+        for name in a.presets:
+            total, parts = breakdown(name, hr)
+            print(f"{name:<18} {total:7.1f} ms/batch: "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
+        return
     print(f"HR {a.hr_size}, batch {a.batch_size}, {a.threads} threads, adv+rec, CPU; "
           f"median of {a.rounds} rounds")
     print(f"{'preset':<18} {'degradation ms':>15} {'step ms':>9} {'share':>7}")

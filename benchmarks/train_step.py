@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers import write_dataset  # noqa: E402
 
-from satsr.data.crops import TrainCrops  # noqa: E402
+from satsr.data.crops import TrainCrops, train_loader  # noqa: E402
 from satsr.data.degrade import downscale  # noqa: E402
 from satsr.data.index import DatasetIndex  # noqa: E402
 from satsr.nn import Generator  # noqa: E402
@@ -61,6 +61,26 @@ def step_round(crops: torch.Tensor, cfg: TrainConfig, device: torch.device, warm
     for hr in hr_batches(crops, cfg, warmup + n):
         losses = model.step(hr.to(device))
         if not torch.isfinite(losses).all():  # what any loop checks: one sync per iteration
+            raise RuntimeError("diverged")
+        ends.append(time.perf_counter())
+    return (ends[-1] - ends[warmup - 1]) / n
+
+
+def loader_round(chips: TrainCrops, cfg: TrainConfig, device: torch.device, warmup: int,
+                 n: int, workers: int = 0) -> float:
+    """Seconds per iteration of `satsr train`'s inner loop (after `warmup` iterations): the
+    train loader (HR crops of `chips`, whose hr_size must be cfg.hr_size; with a random
+    degradation also the LR, made by satsr.data.crops.DegradedBatches) in `workers`
+    processes, feeding GCNModel.step, plus the NaN check."""
+    model = GCNModel(cfg, chips.scaling.bands, device)
+    model.train()
+    deg = None if model.degradation.is_bicubic else model.degradation
+    loader = train_loader(chips, 0, warmup + n, cfg.batch_size, workers=workers,
+                          pin_memory=device.type == "cuda", degradation=deg)
+    ends = []
+    for *batch, _idx in loader:
+        losses = model.step(*(t.to(device, non_blocking=True) for t in batch))
+        if not torch.isfinite(losses).all():
             raise RuntimeError("diverged")
         ends.append(time.perf_counter())
     return (ends[-1] - ends[warmup - 1]) / n

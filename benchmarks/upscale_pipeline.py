@@ -18,8 +18,10 @@ CPU (any session):
   target >= 0.5).
 
 GPU (`--device cuda`; each also runs on the CPU, slowly):
-* `train_vs_minimal`: `GCNModel.step` with `--degradation realistic` (and bicubic) vs the
-  minimal loop of benchmarks/train_step.py, s/it (target <= 1.15).
+* `train_vs_minimal`: `satsr train`'s inner loop (the train loader, its workers making the
+  realistic LR, feeding `GCNModel.step`) with `--degradation realistic` (and bicubic; and
+  realistic made inside the step, the previous path) vs the minimal loop of
+  benchmarks/train_step.py, s/it (target <= 1.15).
 * `validation_seconds`: one validation of 48 chips (target <= 2 s on a GPU).
 * `sentinel_tile`: a synthetic 10980^2 x 4 uint16 tile upscaled x4 with the bundled default
   model for it, seconds (target <= 90 s).
@@ -300,6 +302,7 @@ def model_path(size: int | None = None, quick: bool = False, device: str = "cpu"
         bare_s = res["forward_s"] if bare and bare_precision == precision else bare_forward(
             engine, size, size, tile, DEFAULT_OVERLAP, batch, bare_precision == "bf16")
         res.update(bare_forward_s=bare_s, bare_mpix_s=out_mpix / bare_s,
+                   bare_bf16=float(bare_precision == "bf16"),
                    ratio_vs_bare=(out_mpix / up) / (out_mpix / bare_s))
     return res
 
@@ -312,11 +315,16 @@ def _train_source(tmp: Path, size: int) -> Path:
 
 def train_vs_minimal(device: str = "cuda", quick: bool = False, hr_size: int | None = None,
                      batch_size: int = 10, iterations: int | None = None,
-                     rounds: int | None = None) -> dict[str, float]:
-    """s/it of `GCNModel.step` (adv+rec) with --degradation realistic and bicubic vs the
-    minimal loop of benchmarks/train_step.py, same process, medians of interleaved rounds.
-    HR 256 on CUDA (96 on the CPU), quick: fewer iterations. Returns {realistic_s_it,
-    bicubic_s_it, minimal_s_it, ratio_realistic, ratio_bicubic}."""
+                     rounds: int | None = None, workers: int | None = None
+                     ) -> dict[str, float]:
+    """s/it of `satsr train`'s inner loop (adv+rec; benchmarks/train_step.py loader_round: the
+    train loader over the chips, in `workers` processes, default as `satsr train` picks them
+    (satsr.data.crops.default_workers), feeding GCNModel.step) with --degradation realistic
+    (made in the loader) and bicubic (on the device), the previous path (realistic made
+    inside the step, step_round) and the minimal loop (minimal_round), same process, medians
+    of interleaved rounds. HR 256 on CUDA (96 on the CPU), quick: fewer iterations. Returns
+    {hr_size, workers, realistic_s_it, bicubic_s_it, realistic_in_step_s_it, minimal_s_it,
+    ratio_realistic (target <= 1.15), ratio_bicubic, ratio_realistic_in_step}."""
     import statistics
 
     import torch
@@ -324,9 +332,9 @@ def train_vs_minimal(device: str = "cuda", quick: bool = False, hr_size: int | N
     sys.path.insert(0, str(ROOT / "benchmarks"))
     sys.path.insert(0, str(ROOT / "tests"))
     from helpers import write_dataset
-    from train_step import minimal_round, step_round
+    from train_step import loader_round, minimal_round, step_round
 
-    from satsr.data.crops import TrainCrops
+    from satsr.data.crops import TrainCrops, default_workers
     from satsr.data.index import DatasetIndex
     from satsr.nn.device import resolve_device
     from satsr.training.config import TrainConfig
@@ -336,29 +344,36 @@ def train_vs_minimal(device: str = "cuda", quick: bool = False, hr_size: int | N
     hr = hr_size or (256 if cuda else 96)
     n = iterations or ((20 if quick else 100) if cuda else (3 if quick else 6))
     rounds = rounds or (2 if quick else 3)
+    workers = default_workers(cuda) if workers is None else workers
+    warm = 2 + 2 * (workers > 0)  # the workers' start-up stays out of the timing
     with tempfile.TemporaryDirectory() as tmp:
         chip = max(128, hr)
         src = _train_source(Path(tmp), 2048)
         ds = write_dataset(Path(tmp) / "ds", src, chip, {"train": 20})
         index = DatasetIndex.read(ds)
-        chips = TrainCrops([c.path for c in index.split("train")], index.scaling, chip, 0,
-                           (chip, chip))
+        paths = [c.path for c in index.split("train")]
+        chips = TrainCrops(paths, index.scaling, chip, 0, (chip, chip))
         crops = torch.stack([chips[p][0] for p in range(len(chips))])
+        train_crops = TrainCrops(paths, index.scaling, hr, 0, (chip, chip))
         cfgs = {deg: TrainConfig(data=str(ds), out=str(Path(tmp) / "run"), variant="adv+rec",
                                  hr_size=hr, batch_size=batch_size, val_every=0,
                                  checkpoint_every=0, device=device, degradation=deg,
-                                 workers=0)
+                                 workers=workers)
                 for deg in ("realistic", "bicubic")}
-        times: dict[str, list[float]] = {"realistic": [], "bicubic": [], "minimal": []}
+        times: dict[str, list[float]] = {"realistic": [], "bicubic": [], "realistic_in_step": [],
+                                         "minimal": []}
         for _ in range(rounds):
             for deg, cfg in cfgs.items():
-                times[deg].append(step_round(crops, cfg, dev, 2, n))
+                times[deg].append(loader_round(train_crops, cfg, dev, warm, n, workers))
+            times["realistic_in_step"].append(step_round(crops, cfgs["realistic"], dev, 2, n))
             times["minimal"].append(minimal_round(crops, cfgs["bicubic"], dev, 2, n))
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"hr_size": float(hr), "realistic_s_it": med["realistic"],
-            "bicubic_s_it": med["bicubic"], "minimal_s_it": med["minimal"],
+    return {"hr_size": float(hr), "workers": float(workers),
+            "realistic_s_it": med["realistic"], "bicubic_s_it": med["bicubic"],
+            "realistic_in_step_s_it": med["realistic_in_step"], "minimal_s_it": med["minimal"],
             "ratio_realistic": med["realistic"] / med["minimal"],
-            "ratio_bicubic": med["bicubic"] / med["minimal"]}
+            "ratio_bicubic": med["bicubic"] / med["minimal"],
+            "ratio_realistic_in_step": med["realistic_in_step"] / med["minimal"]}
 
 
 def validation_seconds(device: str = "cuda", chips: int = 48, quick: bool = False,
@@ -442,6 +457,47 @@ def run_all(device: str = "cpu", quick: bool = False) -> dict[str, Any]:
     return res
 
 
+#: The issue's targets: (result key, value key, label, "<=" or ">=", bound). The bicubic
+#: proxy's cases are matched by prefix (rgb8_*, u16x4_*).
+TARGETS: list[tuple[str, str, str, str, float]] = [
+    ("bicubic_vs_rasterio", "ratio", "CPU: satsr upscale --method bicubic / bare rasterio loop",
+     "<=", 1.25),
+    ("model_path", "host_fraction", "CPU: the model path's host-side share of the wall time",
+     "<=", 0.20),
+    ("model_path", "ratio_vs_bare", "GPU: satsr upscale (default model) / bare bf16 forward, "
+     "output MPix/s", ">=", 0.5),
+    ("train_vs_minimal", "ratio_realistic", "GPU: satsr train --degradation realistic / "
+     "minimal loop, s/it", "<=", 1.15),
+    ("validation", "validation_s", "GPU: one validation of 48 chips, s", "<=", 2.0),
+    ("sentinel_tile", "upscale_s", "GPU: 10980^2 x 4 uint16 tile x4, s", "<=", 90.0),
+]
+
+
+def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each measured value of `res` against its target: {name, value, target, met}."""
+    out = []
+    for key, field, label, op, bound in TARGETS:
+        r = res.get(key)
+        if not isinstance(r, dict):
+            continue
+        cases = ({c: v for c, v in r.items() if isinstance(v, dict)} if key ==
+                 "bicubic_vs_rasterio" else {"": r})
+        for case, v in cases.items():
+            if field not in v:
+                continue
+            value = float(v[field])
+            met = value <= bound if op == "<=" else value >= bound
+            out.append({"name": f"{label}{f' ({case})' if case else ''}", "value": value,
+                        "target": f"{op} {bound:g}", "met": met})
+    return out
+
+
+def target_lines(res: dict[str, Any]) -> list[str]:
+    """`targets` as one line each: `TARGET name: value (target <= x): met|MISSED`."""
+    return [f"TARGET {t['name']}: {t['value']:.3g} (target {t['target']}): "
+            f"{'met' if t['met'] else 'MISSED'}" for t in targets(res)]
+
+
 def report(res: dict[str, Any]) -> list[str]:
     """One line per measurement, with its target."""
     lines = []
@@ -467,15 +523,19 @@ def report(res: dict[str, Any]) -> list[str]:
             line += (f"; inside the same run the forward calls took {r['in_run_forward_s']:.2f}"
                      f" s: host-side {100 * r['in_run_host_fraction']:.1f} %")
         if "ratio_vs_bare" in r:
-            line += (f"; vs the bare bf16 forward {r['bare_mpix_s']:.1f} MPix/s: "
+            prec = "bf16" if r.get("bare_bf16", 1.0) else "fp32"
+            line += (f"; vs the bare {prec} forward {r['bare_mpix_s']:.1f} MPix/s: "
                      f"{r['ratio_vs_bare']:.2f}x (target >= 0.5)")
         lines.append(line)
     if "train_vs_minimal" in res:
         r = res["train_vs_minimal"]
-        lines.append(f"train adv+rec HR {int(r['hr_size'])}: realistic {r['realistic_s_it']:.4f}"
-                     f" s/it, bicubic {r['bicubic_s_it']:.4f}, minimal loop "
-                     f"{r['minimal_s_it']:.4f}: ratio realistic {r['ratio_realistic']:.2f} "
-                     f"(target <= 1.15), bicubic {r['ratio_bicubic']:.2f}")
+        lines.append(f"train adv+rec HR {int(r['hr_size'])}, {int(r['workers'])} loader workers: "
+                     f"realistic {r['realistic_s_it']:.4f} s/it, bicubic "
+                     f"{r['bicubic_s_it']:.4f}, minimal loop {r['minimal_s_it']:.4f}: ratio "
+                     f"realistic {r['ratio_realistic']:.2f} (target <= 1.15), bicubic "
+                     f"{r['ratio_bicubic']:.2f}; realistic made inside the step (the previous "
+                     f"path) {r['realistic_in_step_s_it']:.4f} s/it, ratio "
+                     f"{r['ratio_realistic_in_step']:.2f}")
     if "validation" in res:
         r = res["validation"]
         lines.append(f"validation of {int(r['chips'])} chips (HR {int(r['hr_size'])}): "
@@ -516,7 +576,7 @@ def main() -> None:
                                                  precision="bf16" if cuda else "fp32")
     else:
         res = run_all(args.device, args.quick)
-    for line in report(res):
+    for line in report(res) + target_lines(res):
         print(line, flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))

@@ -25,7 +25,7 @@ from satsr.errors import NonFiniteError, SatsrError
 from satsr.inference import writer
 from satsr.inference.engine import Engine, super_resolve
 from satsr.inference.pipeline import Prefetch, Sink
-from satsr.inference.resample import upsample, upsample_window
+from satsr.inference.resample import clamp_bands, upsample, upsample_window
 from satsr.inference.writer import upscale_raster
 from satsr.nn.generator import Generator
 
@@ -88,6 +88,37 @@ def test_phase_bicubic_equals_interpolate(scale: int) -> None:
     assert torch.equal(upsample(x, scale, "nearest"), near)
     win = upsample_window(x[0], scale, "bicubic", 3, 5, 11, 20)
     assert torch.allclose(win, ref[0, :, 3 * scale:14 * scale, 5 * scale:25 * scale], atol=2e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("same", [True, False])
+def test_scalar_band_clamp_equals_the_broadcast_one(dtype: torch.dtype, same: bool) -> None:
+    y = torch.randn(3, 7, 9, generator=torch.Generator().manual_seed(0), dtype=dtype) * 900
+    lo = torch.tensor([0.5, 0.5, 0.5] if same else [-100.25, 3.1, 0.5], dtype=dtype)
+    hi = torch.tensor([255.5] * 3 if same else [300.7, 65535.5, 1e-3], dtype=dtype)
+    lo, hi = lo.reshape(-1, 1, 1), hi.reshape(-1, 1, 1)
+    want = y.clone().clamp_(lo, hi)
+    assert torch.equal(clamp_bands(y, lo, hi), want) and torch.equal(y, want)  # in place
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "int16", "int32"])
+@pytest.mark.parametrize("nodata", [None, 7])
+def test_exact_scaling_is_the_valid_pixels_min_max(tmp_path: Path, dtype: str,
+                                                   nodata: int | None) -> None:
+    from satsr.data.scaling import exact_scaling
+
+    rng = np.random.default_rng(1)
+    data = rng.integers(-3000 if dtype != "uint16" else 0, 40000 if dtype != "int16" else 9000,
+                        (3, 40, 50)).astype(dtype)
+    if nodata is not None:
+        data[:, :5, :5] = nodata
+        data[1, 10, 10] = 32000 if dtype != "int16" else 9001  # the largest valid value
+    src = _write(tmp_path / "in.tif", data, nodata)
+    with rasterio.open(src) as ds:
+        got = exact_scaling(ds, [1, 2, 3], dtype)
+    ok = np.ones(data.shape[1:], bool) if nodata is None else ~(data == nodata).all(0)
+    assert got.lo == tuple(float(data[b][ok].min()) for b in range(3))
+    assert got.hi == tuple(float(data[b][ok].max()) for b in range(3))
 
 
 # ------------------------------------------------------------------ the classical baselines

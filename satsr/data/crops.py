@@ -8,19 +8,25 @@ slice, like DistributedSampler), cropped, flipped and rotated by a generator see
 whatever the number of loader workers, with no sampler state to save.
 
 Bands are scaled to [-1, 1] with the dataset index's BandScaling only (satsr.data.scaling), the
-same numbers upscale and eval use. LR = satsr.data.degrade.downscale(HR, scale), done on the
-training device (see satsr.training.gcn), the very function eval degrades with.
+same numbers upscale and eval use. LR is the run's degradation (satsr.data.degrade, the very
+code eval degrades with): the deterministic bicubic one on the training device (see
+satsr.training.gcn), a random one (per-chip draws, JPEG through PIL: host work) in the loader
+(`DegradedBatches`), so that loader workers run it beside the training step, with the draws
+of (seed, iteration, rank) that the step itself would take.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from rasterio.windows import Window
 
+from satsr.data.degrade import Degradation, train_rng
 from satsr.data.raster import gdal_env, open_raster, read_window
 from satsr.data.scaling import BandScaling
 from satsr.errors import SatsrError
@@ -125,17 +131,48 @@ def batch_positions(iteration: int, batch: int, rank: int = 0, world: int = 1) -
     return list(range(base, base + batch))
 
 
+class DegradedBatches(torch.utils.data.Dataset):
+    """Iteration t -> (HR batch (B, C, S, S), LR batch, chip indices) of one rank: the HR
+    crops of `batch_positions(t, ...)` and their LR, `degradation(hr, train_rng(seed, t,
+    rank)).clamp(-1, 1)` on the CPU in float32, bit for bit what `GCNModel.make_lr` gives
+    for a random degradation (which also runs on the CPU), whichever process makes it."""
+
+    def __init__(self, crops: TrainCrops, degradation: Degradation, batch: int, rank: int = 0,
+                 world: int = 1) -> None:
+        self.crops, self.degradation = crops, degradation
+        self.batch, self.rank, self.world = batch, rank, world
+
+    def __getitem__(self, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        items = [self.crops[p] for p in batch_positions(t, self.batch, self.rank, self.world)]
+        hr = torch.stack([x for x, _ in items])
+        with torch.no_grad():
+            lr = self.degradation(hr, train_rng(self.crops.seed, t, self.rank)).clamp_(-1, 1)
+        return hr, lr, torch.tensor([i for _, i in items])
+
+
+def default_workers(cuda: bool, world: int = 1) -> int:
+    """Loader processes of `workers: -1` (auto): only where compute is fast (CUDA)."""
+    cpus = os.cpu_count() or 1
+    return min(4, max(0, cpus // world - 1)) if cuda else 0
+
+
 def train_loader(dataset: TrainCrops, start: int, stop: int, batch: int, rank: int = 0,
                  world: int = 1, workers: int = 0, pin_memory: bool = False,
-                 worker_init_fn: Callable[[int], None] | None = None
-                 ) -> torch.utils.data.DataLoader:
-    """A DataLoader over iterations start..stop-1; the result does not depend on `workers`."""
+                 worker_init_fn: Callable[[int], None] | None = None,
+                 degradation: Degradation | None = None) -> torch.utils.data.DataLoader:
+    """A DataLoader over iterations start..stop-1 of (HR, chip indices) batches, or with
+    `degradation` (a random one) of (HR, LR, chip indices) (`DegradedBatches`); the result
+    does not depend on `workers`."""
+    common: dict[str, Any] = {
+        "num_workers": workers, "pin_memory": pin_memory, "persistent_workers": False,
+        "prefetch_factor": 4 if workers else None,
+        "worker_init_fn": worker_init_fn if workers else None}
+    if degradation is not None:
+        return torch.utils.data.DataLoader(
+            DegradedBatches(dataset, degradation, batch, rank, world),
+            sampler=range(start, stop), batch_size=None, **common)
     return torch.utils.data.DataLoader(
-        dataset, batch_sampler=IterationBatches(start, stop, batch, rank, world),
-        num_workers=workers, pin_memory=pin_memory, persistent_workers=False,
-        prefetch_factor=4 if workers else None,
-        worker_init_fn=worker_init_fn if workers else None,
-    )
+        dataset, batch_sampler=IterationBatches(start, stop, batch, rank, world), **common)
 
 
 def load_val(chips: Sequence[Path], scaling: BandScaling, hr_size: int, limit: int,

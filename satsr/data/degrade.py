@@ -48,6 +48,16 @@ from satsr.data.presets import PRESETS as PRESETS
 from satsr.data.presets import describe_presets as describe_presets
 from satsr.errors import DegradationError
 
+#: Seed stream of the degradation's random draws of training batches.
+DEG_STREAM = 0xDE6
+
+
+def train_rng(seed: int, iteration: int, rank: int = 0) -> np.random.Generator:
+    """The generator a training batch's degradation draws from: seeded by (seed, iteration,
+    rank) only, so a resumed run draws exactly what a straight run would, wherever the LR is
+    made (the training step or a loader worker, satsr.data.crops.DegradedBatches)."""
+    return np.random.default_rng([seed, DEG_STREAM, iteration, rank])
+
 
 def downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
     """Anti-aliased bicubic downscale of a (B, C, H, W) tensor by an integer factor.

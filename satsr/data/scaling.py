@@ -192,7 +192,10 @@ def exact_scaling(ds: Any, bands: Sequence[int], dtype: str,
         win = Window(0, r, ds.width, min(rows, ds.height - r))
         data = read_window(ds, bands, win)
         ok = valid_mask(ds, win, data, nodata)
-        if ok.any():
+        if data.dtype.kind in "iu" and ok.all():  # exact in the native dtype, no copy
+            lo = np.minimum(lo, data.min(axis=(1, 2)))
+            hi = np.maximum(hi, data.max(axis=(1, 2)))
+        elif ok.any():
             v = data[:, ok].astype(np.float64)
             lo = np.minimum(lo, np.nanmin(v, axis=1))
             hi = np.maximum(hi, np.nanmax(v, axis=1))

@@ -130,6 +130,20 @@ def upsample(x: torch.Tensor, scale: int, method: str) -> torch.Tensor:
     return _columns(_phases(x, x.dim() - 2, scale), scale)
 
 
+def clamp_bands(y: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """`y.clamp_(lo, hi)` for per-band bounds `lo`, `hi` of shape (C, 1, 1) (y: (C, h, w)),
+    with scalar bounds: one clamp when every band shares them, else one per band. Same
+    numbers as the broadcast tensor clamp (the bounds are taken from `lo` and `hi` in y's
+    dtype), 2-3x faster on a CPU (a scalar clamp is one vectorised pass)."""
+    los = [float(v) for v in lo.to(y.dtype).flatten().tolist()]
+    his = [float(v) for v in hi.to(y.dtype).flatten().tolist()]
+    if len(set(los)) == 1 and len(set(his)) == 1:
+        return y.clamp_(los[0], his[0])
+    for b, (a, z) in enumerate(zip(los, his, strict=True)):
+        y.select(-3, b).clamp_(a, z)
+    return y
+
+
 #: Input rows upsampled at a time by `upsample_window`: a few MB of intermediates, reused
 #: from the allocator's cache rather than faulted in afresh for every window.
 CHUNK_ROWS = 16

@@ -720,7 +720,7 @@ class _WindowUpsampler:
     def __call__(self, x: torch.Tensor, oy: int, ox: int, h: int, w: int) -> torch.Tensor:
         """The (C, h*s, w*s) output of the core (oy, ox, h, w) of input window `x`."""
         from satsr.data.scaling import cast_torch
-        from satsr.inference.resample import upsample_window
+        from satsr.inference.resample import clamp_bands, upsample_window
 
         s, method, work, lo, hi = self.s, self.method, self.work, self.lo, self.hi
         if method == "bicubic" and self.half is not None:
@@ -729,10 +729,11 @@ class _WindowUpsampler:
             # from np.rint's half to even, at exact halves only); one pass fewer
             half = self.half
             return upsample_window(x.to(work) + 0.5, s, method, oy, ox, h, w,
-                                   lambda y: y.clamp_(lo + 0.5, hi + 0.5).to(half))
+                                   lambda y: clamp_bands(y, lo + 0.5, hi + 0.5).to(half))
         if method == "bicubic":
             return upsample_window(x.to(work), s, method, oy, ox, h, w,
-                                   lambda y: cast_torch(y.clamp_(lo, hi), self.dt, self.bounds))
+                                   lambda y: cast_torch(clamp_bands(y, lo, hi), self.dt,
+                                                        self.bounds))
         return upsample_window(x, s, method, oy, ox, h, w).contiguous()
 
 

@@ -21,16 +21,14 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from satsr.data.degrade import Degradation
+from satsr.data.degrade import DEG_STREAM as DEG_STREAM
+from satsr.data.degrade import Degradation, train_rng
 from satsr.errors import SatsrError
 from satsr.nn.generator import Generator
 from satsr.nn.phi import PhiNetworks, Variant, get_variant
 from satsr.training.config import TrainConfig
 from satsr.training.losses import generator_loss, generator_loss_names, phi_loss_names
 from satsr.training.selection import GeneratorEMA
-
-#: Seed stream of the degradation's random draws of training batches.
-DEG_STREAM = 0xDE6
 
 
 class GCNModel:
@@ -114,17 +112,23 @@ class GCNModel:
         rank): a resumed run draws exactly what a straight run would.
         """
         if rng is None:
-            rng = np.random.default_rng([self.cfg.seed, DEG_STREAM, self.iteration, self.rank])
+            rng = train_rng(self.cfg.seed, self.iteration, self.rank)
         with torch.no_grad():
             lr = self.degradation(hr, rng).clamp_(-1.0, 1.0)
+        return self._lr_format(lr)
+
+    def _lr_format(self, lr: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             lr = lr.contiguous(memory_format=torch.channels_last)
         return lr
 
-    def forward_generator(self, hr: torch.Tensor) -> torch.Tensor:
-        """G(degrade(hr)), through DDP when distributed (one forward per iteration)."""
+    def forward_generator(self, hr: torch.Tensor, lr: torch.Tensor | None = None
+                          ) -> torch.Tensor:
+        """G(degrade(hr)), or G(lr) when the LR was made already (by the loader, from this
+        iteration's draws), through DDP when distributed (one forward per iteration)."""
+        lr = self.make_lr(hr) if lr is None else self._lr_format(lr)
         with self.autocast():
-            return self.g_ddp(self.make_lr(hr))
+            return self.g_ddp(lr)
 
     def phi_step(self, hr: torch.Tensor, fake: torch.Tensor) -> list[torch.Tensor]:
         """One optimizer step of Φ's network(s); the generator gets no gradient (detached)."""
@@ -156,12 +160,16 @@ class GCNModel:
                 self.phi.requires_grad_(True)
         return list(parts.values())
 
-    def step(self, hr: torch.Tensor) -> torch.Tensor:
+    def step(self, hr: torch.Tensor, lr: torch.Tensor | None = None) -> torch.Tensor:
         """One training iteration on an HR batch (on the model's device): the loss values
-        (detached, float32) in `loss_names` order. Counts the iteration."""
+        (detached, float32) in `loss_names` order. Counts the iteration.
+
+        `lr`, when given, is this iteration's LR made elsewhere with the same draws
+        (`satsr.data.crops.DegradedBatches`: the degradation of (seed, iteration, rank) in a
+        loader worker, clamped to [-1, 1]); else the step makes it (`make_lr`)."""
         if self.channels_last:
             hr = hr.contiguous(memory_format=torch.channels_last)
-        fake = self.forward_generator(hr)
+        fake = self.forward_generator(hr, lr)
         values = self.phi_step(hr, fake) + self.generator_step(hr, fake)
         self.iteration += 1
         return torch.stack([v.detach().float() for v in values])

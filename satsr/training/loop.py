@@ -18,7 +18,6 @@ import contextlib
 import copy
 import hashlib
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from satsr.data.crops import TrainCrops, chip_size, train_loader
+from satsr.data.crops import TrainCrops, chip_size, default_workers, train_loader
 from satsr.data.degrade import Degradation
 from satsr.data.index import DatasetIndex
 from satsr.data.scaling import BandScaling
@@ -290,11 +289,12 @@ class Trainer:
         self._t0 = time.perf_counter()
         workers = cfg.workers
         if workers < 0:  # auto: loader processes only where compute is fast (CUDA)
-            cpus = os.cpu_count() or 1
-            workers = min(4, max(0, cpus // self.dist.world - 1)) if self.cuda else 0
+            workers = default_workers(self.cuda, self.dist.world)
+        # a random degradation (host work) runs in the loader, beside the step
+        in_loader = None if self.degradation.is_bicubic else self.degradation
         loader = train_loader(self.dataset, start, cfg.iterations, cfg.batch_size,
                               self.dist.rank, self.dist.world, workers, pin_memory=self.cuda,
-                              worker_init_fn=ignore_sigint)
+                              worker_init_fn=ignore_sigint, degradation=in_loader)
         if cfg.val_every and start == 0:
             rec = self.validate()
             if rec:
@@ -303,8 +303,9 @@ class Trainer:
         stopped = False
         with stop_requests() as stop:
             with self._progress(start) as bar:
-                for hr, idx in loader:
-                    values = self.model.step(hr.to(self.device, non_blocking=True))
+                for *batch, idx in loader:
+                    values = self.model.step(*(t.to(self.device, non_blocking=True)
+                                               for t in batch))
                     it = self.iteration
                     self._pending.append((it, values))
                     if self.record:
