@@ -68,7 +68,11 @@ skipped, saying so):
    VGG16's LPIPS is there, else the plain model file and card;
 5. issue 21's GPU measurements (--measure-s 75 kept for them): benchmarks/upscale_pipeline.py's
    train_vs_minimal, validation_seconds, model_path and sentinel_tile when the checkout has it
-   (see `measurements`), else benchmarks/train_step.py's step vs minimal loop.
+   (see `measurements`), else benchmarks/train_step.py's step vs minimal loop; each is printed
+   as the benchmark's report line and as `TARGET name: value (target <= x): met|MISSED`
+   (upscale with the default model vs the bare bf16 forward, >= 0.5x output MPix/s; train
+   realistic vs the minimal loop, <= 1.15x; a 48-chip validation, <= 2 s; the 10980^2 x 4
+   uint16 tile x4, <= 90 s).
 
 `--quick` shrinks everything (tiny chips and counts, a 2-block generator, a few iterations, no
 wheel download) so that both subcommands run on a CPU in CI (tests/test_gpu_script.py, with
@@ -650,10 +654,24 @@ def step_measure(a: argparse.Namespace) -> None:
         t = time.time()
         try:
             res: dict[str, Any] = {"result": call()}
+            res.update(_against_targets(a.benchmarks, name, res["result"]))
         except Exception as exc:  # one failed measurement must not lose the others
             res = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         print(json.dumps({"measure": name, "seconds": round(time.time() - t, 1), **res}),
               flush=True)
+
+
+def _against_targets(bench: Path, name: str, result: Any) -> dict[str, Any]:
+    """{"report": upscale_pipeline's lines for it, "targets": each value against the issue's
+    target} where the checkout's benchmark has them, else {}."""
+    sys.path.insert(0, str(bench))
+    try:
+        import upscale_pipeline as up
+    except ImportError:
+        return {}
+    if not hasattr(up, "targets"):
+        return {}
+    return {"report": up.report({name: result}), "targets": up.targets({name: result})}
 
 
 def measure(r: Run) -> None:
@@ -668,6 +686,14 @@ def measure(r: Run) -> None:
             found[rec.pop("measure")] = rec
     r.report("measure", {"seconds": round(time.time() - t, 1), "rc": rc, "results": found,
                          **({"tail": _tail(text)} if rc else {})})
+    for name, rec in found.items():  # each measurement against its target, readable
+        for line in rec.get("report", []):
+            print(f"{name}: {line}", flush=True)
+        for tg in rec.get("targets", []):
+            print(f"TARGET {tg['name']}: {tg['value']:.3g} (target {tg['target']}): "
+                  f"{'met' if tg['met'] else 'MISSED'}", flush=True)
+        if "skipped" in rec or "error" in rec:
+            print(f"{name}: {rec.get('skipped') or rec.get('error')}", flush=True)
 
 
 def step_run(a: argparse.Namespace) -> None:
