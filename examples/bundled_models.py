@@ -105,6 +105,9 @@ class Recipe:
     #: export: fit an aliasing probe and choose among ADAPTIVE_GRID on the validation split
     #: (step_adaptive) instead of a fixed strength
     adaptive: bool = False
+    #: export: more datasets (WORK/data/NAME) whose train chips the aliasing probe is fitted on,
+    #: besides eval_dataset's
+    probe_extra: tuple[str, ...] = ()
 
 
 RECIPES = {
@@ -327,10 +330,12 @@ ADAPTIVE_GRID: dict[str, dict] = {
 }
 
 
-def fit_probe(dataset: Path, scale: int, cache: Path, limit: int = 1500, epochs: int = 10):
-    """An aliasing probe fitted on the train split of `dataset` (satsr.training.probe) and
-    its training accuracy per epoch; kept in `cache` (weights + accuracy) and read back from
-    it when it exists (the probe does not depend on the generator: fit it while training)."""
+def fit_probe(datasets: list[Path], scale: int, cache: Path, limit: int = 1500,
+              epochs: int = 10):
+    """An aliasing probe fitted on the train splits of `datasets` (up to `limit` chips of
+    each, satsr.training.probe) and its training accuracy per epoch; kept in `cache` (weights
+    + accuracy) and read back from it when it exists (the probe does not depend on the
+    generator: fit it while training)."""
     import torch
 
     from satsr.nn.aliasing import AliasingProbe
@@ -341,10 +346,18 @@ def fit_probe(dataset: Path, scale: int, cache: Path, limit: int = 1500, epochs:
         probe = AliasingProbe()
         probe.load_state_dict(saved["state"])
         return probe.eval(), [float(a) for a in saved["accuracy"]]
-    probe, accuracy = train_probe(dataset_tiles(dataset, "train", limit), scale, epochs=epochs)
+    tiles = [t for d in datasets for t in dataset_tiles(d, "train", limit)]
+    probe, accuracy = train_probe(tiles, scale, epochs=epochs)
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state": probe.state_dict(), "accuracy": accuracy}, cache)
     return probe, accuracy
+
+
+def probe_datasets(r: Recipe, work: Path) -> tuple[list[Path], Path]:
+    """The datasets whose train chips a recipe's aliasing probe is fitted on, and the file
+    that caches the fitted probe (WORK/probe/NAME[+NAME...].pt)."""
+    names = (r.eval_dataset, *r.probe_extra)
+    return [work / "data" / d for d in names], work / "probe" / f"{'+'.join(names)}.pt"
 
 
 def with_probe(gen, probe):
@@ -411,7 +424,7 @@ def finalize(run_dir: Path, data_dir: Path, out_dir: Path, quick: bool = False) 
     r = RECIPES["rgb-ft"]
     out_dir.mkdir(parents=True, exist_ok=True)
     gen, meta = load_model(run_dir / "model.safetensors")
-    probe, accuracy = fit_probe(data_dir, gen.scale, out_dir / "probe.pt",
+    probe, accuracy = fit_probe([data_dir], gen.scale, out_dir / "probe.pt",
                                 limit=64 if quick else 1500, epochs=2 if quick else 10)
     gen = with_probe(gen, probe)
     choice = step_adaptive(gen, meta, out_dir / "adaptive", data_dir, 2 if quick else 8,
@@ -524,8 +537,8 @@ def step_export(name: str, work: Path, run_name: str | None, cap: int,
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     path = save_model(MODELS_DIR / f"{name}.safetensors", gen, meta, half=True)
     if r.adaptive:
-        probe, accuracy = fit_probe(work / "data" / r.eval_dataset, gen.scale,
-                                    work / "probe" / f"{r.eval_dataset}.pt")
+        datasets, cache = probe_datasets(r, work)
+        probe, accuracy = fit_probe(datasets, gen.scale, cache)
         gen = with_probe(gen, probe)
         choice = step_adaptive(gen, meta, run_dir / "adaptive", work / "data" / r.eval_dataset,
                                max(2, cap // 2), r.strength_floor_db)
@@ -720,8 +733,8 @@ def main() -> None:
         step_train(a.name, a.work, a.extra)
     elif a.step == "probe":
         r = RECIPES[a.name]
-        _, acc = fit_probe(a.work / "data" / r.eval_dataset, 4,
-                           a.work / "probe" / f"{r.eval_dataset}.pt")
+        datasets, cache = probe_datasets(r, a.work)
+        _, acc = fit_probe(datasets, 4, cache)
         print(f"probe training accuracy per epoch: {', '.join(f'{x:.3f}' for x in acc)}")
     elif a.step == "export":
         sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -14,7 +14,7 @@ from satsr.errors import SatsrError
 from satsr.inference.modelfile import load_model, save_model
 from satsr.nn.aliasing import AliasingProbe, adaptive_weight, check_adaptive
 from satsr.nn.generator import Generator
-from satsr.training.probe import pipelines, train_probe
+from satsr.training.probe import common_size, pipelines, train_probe
 
 DATA = Path(__file__).parent / "data"
 EPS32 = float(np.finfo(np.float32).eps)
@@ -190,3 +190,15 @@ def test_upscale_records_the_adaptive_thresholds_in_the_tags(tmp_path: Path) -> 
     upscale_raster(src, tmp_path / "out.tif", model=path)
     with rasterio.open(tmp_path / "out.tif") as ds:
         assert ds.tags()["SATSR_ADAPTIVE"] == "0.3,0.6"
+
+
+def test_probe_tiles_of_several_sizes_are_centre_cropped_to_the_smallest() -> None:
+    a = torch.arange(3 * 12 * 12, dtype=torch.float32).reshape(1, 3, 12, 12)
+    b = torch.zeros(1, 3, 10, 9)
+    out = common_size([a, b], 4)
+    assert [tuple(t.shape) for t in out] == [(1, 3, 8, 8), (1, 3, 8, 8)]
+    assert torch.equal(out[0], a[..., 2:10, 2:10])  # centred
+    same = common_size([a, a.clone()], 4)
+    assert all(torch.equal(t, a) for t in same)  # one size: untouched
+    with pytest.raises(ValueError, match="smaller than the scale"):
+        common_size([torch.zeros(1, 3, 3, 3)], 4)

@@ -128,3 +128,23 @@ def test_models_table_fits_80_columns(capsys: pytest.CaptureFixture[str],
     # the folder is printed once and whole (soft-wrapped by the terminal, never cut by rich)
     assert narrow.count(str(MODELS_DIR)) == 1
     assert narrow.count("\n") < 45  # two models and the choice table
+
+
+def test_before_after_table_reads_the_committed_evals() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    ev = root / "examples" / "results" / "rgb-x4-0.3" / "eval.json"
+    out = subprocess.run([sys.executable, str(root / "examples" / "before_after.py"),
+                          f"0.2={ev}:before", f"0.3={ev}:satsr-rgb-x4"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = out.strip().splitlines()
+    assert rows[0].startswith("| LR made by | 0.2, all 9 sources | 0.3, all 9 sources")
+    # the README quotes the 0.3 model's clean sub-metre change: vgg-l -3.9 %, PSNR +0.33 dB
+    clean = next(r for r in rows if r.startswith("| bicubic |")).split(" | ")
+    assert clean[4].startswith("-3.9 % / +0.33 dB")
+    assert any(r.startswith("| flat-block grain") for r in rows)
+    bad = subprocess.run([sys.executable, str(root / "examples" / "before_after.py"), "x"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "LABEL=EVAL.json:MODEL" in bad.stderr

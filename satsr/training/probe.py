@@ -52,8 +52,11 @@ def pipelines(scale: int) -> tuple[Degradation, Degradation]:
 
 def train_probe(hr: Sequence[torch.Tensor], scale: int, epochs: int = 8, batch: int = 64,
                 lr: float = 3e-3, seed: int = 0) -> tuple[AliasingProbe, list[float]]:
-    """Fit a probe on HR tiles (each (1, C, H, W) in [-1, 1]): every epoch degrades each tile
-    once each way. Returns the probe (eval mode) and the training accuracy of every epoch."""
+    """Fit a probe on HR tiles (each (1, C, H, W) in [-1, 1]; tiles of several sizes, e.g.
+    from datasets of several chip sizes, are cropped at their centre to the smallest, a
+    multiple of the scale): every epoch degrades each tile once each way. Returns the probe
+    (eval mode) and the training accuracy of every epoch."""
+    hr = common_size(hr, scale)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     clean, aliased = pipelines(scale)
@@ -76,6 +79,20 @@ def train_probe(hr: Sequence[torch.Tensor], scale: int, epochs: int = 8, batch: 
         with torch.no_grad():
             accuracy.append(float(((probe.logits(x) > 0).float() == y).float().mean()))
     return probe, accuracy
+
+
+def common_size(tiles: Sequence[torch.Tensor], scale: int) -> list[torch.Tensor]:
+    """`tiles` cropped at their centre to the smallest height and width among them, rounded
+    down to a multiple of `scale` (unchanged when they all have that size)."""
+    h = min(t.shape[-2] for t in tiles) // scale * scale
+    w = min(t.shape[-1] for t in tiles) // scale * scale
+    if h < scale or w < scale:
+        raise ValueError(f"tiles of {h}x{w} px are smaller than the scale {scale}")
+    out = []
+    for t in tiles:
+        top, left = (t.shape[-2] - h) // 2, (t.shape[-1] - w) // 2
+        out.append(t[..., top:top + h, left:left + w])
+    return out
 
 
 def dataset_tiles(dataset: str | Path, split: str = "train", limit: int = 1500
