@@ -53,6 +53,19 @@ def _psnr_change(row: Scores, base: Scores, kind: str) -> float:
     return row["psnr"] - base["psnr"]
 
 
+def _changes(val: Mapping[str, Any], label: str, kind: str
+             ) -> tuple[dict[str, float], dict[str, float]]:
+    """Model `label`'s change against bicubic under every eval family of `val`: the relative
+    vgg-l change and the PSNR change in dB (_psnr_change), each {family: value}."""
+    dv: dict[str, float] = {}
+    dp: dict[str, float] = {}
+    for fam, by in val["mean"].items():
+        base = by["bicubic"]
+        dv[fam] = by[label]["vgg-l"] / base["vgg-l"] - 1
+        dp[fam] = _psnr_change(by[label], base, kind)
+    return dv, dp
+
+
 def _family_floor_db(family: str, clean_floor_db: float) -> float:
     """How many dB below bicubic's PSNR a model may fall under eval `family`:
     `clean_floor_db` on clean bicubic LR ("bicubic"), OTHER_FAMILY_FLOOR_DB otherwise."""
@@ -75,14 +88,8 @@ def choose_strength(val: Mapping[str, Any], labels: Mapping[str, float], *,
     """
     rows: list[dict[str, Any]] = []
     for label, a in labels.items():
-        dv: dict[str, float] = {}
-        dp: dict[str, float] = {}
-        ok = True
-        for fam, by in val["mean"].items():
-            base = by["bicubic"]
-            dv[fam] = by[label]["vgg-l"] / base["vgg-l"] - 1
-            dp[fam] = _psnr_change(by[label], base, kind)
-            ok = ok and dp[fam] >= -_family_floor_db(fam, clean_floor_db)
+        dv, dp = _changes(val, label, kind)
+        ok = all(dp[fam] >= -_family_floor_db(fam, clean_floor_db) for fam in dp)
         rows.append({"strength": a, "ok": ok, "mean_vgg_change": sum(dv.values()) / len(dv),
                      "vgg_change": dv, "psnr_change": dp})
     ok_rows = [x for x in rows if x["ok"]]
@@ -115,23 +122,15 @@ def choose_variant(val: Mapping[str, Any], grid: Mapping[str, Mapping[str, Any]]
     """
     rows: list[dict[str, Any]] = []
     for label, v in grid.items():
-        dv: dict[str, float] = {}
-        dp: dict[str, float] = {}
-        ok = True
-        for fam, by in val["mean"].items():
-            base = by["bicubic"]
-            dv[fam] = by[label]["vgg-l"] / base["vgg-l"] - 1
-            dp[fam] = by[label]["psnr"] - base["psnr"]
-            floor = clean_floor_db if fam == "bicubic" else OTHER_FAMILY_FLOOR_DB
-            ok = ok and dp[fam] >= -floor and (fam == "bicubic" or dv[fam] <= 0)
-        rows.append({"variant": label, **v, "ok": ok, "vgg_change": dv, "psnr_change": dp,
-                     "mean_vgg_change": sum(dv.values()) / len(dv)})
-    for x in rows:
-        x["failed"] = [f"{f} {what}" for f in x["vgg_change"]
-                       for what, bad in (("PSNR", x["psnr_change"][f] < -(
-                           clean_floor_db if f == "bicubic" else OTHER_FAMILY_FLOOR_DB)),
-                                         ("vgg-l", f != "bicubic" and x["vgg_change"][f] > 0))
-                       if bad]
+        dv, dp = _changes(val, label, "rgb")
+        # "ok" is "no floor failed" (the comparisons are written so that NaN fails)
+        failed = [f"{f} {what}" for f in dv
+                  for what, bad in (("PSNR", not dp[f] >= -_family_floor_db(f, clean_floor_db)),
+                                    ("vgg-l", f != "bicubic" and not dv[f] <= 0))
+                  if bad]
+        rows.append({"variant": label, **v, "ok": not failed, "vgg_change": dv,
+                     "psnr_change": dp, "mean_vgg_change": sum(dv.values()) / len(dv),
+                     "failed": failed})
     fewest = min(len(x["failed"]) for x in rows)
     best = min((x for x in rows if len(x["failed"]) == fewest),
                key=lambda x: x["vgg_change"]["bicubic"])
