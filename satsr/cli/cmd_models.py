@@ -74,7 +74,9 @@ def _row(m: Any, default: bool) -> dict[str, str]:
         # the correction strength upscale uses by default (--strength overrides it)
         "strength": (f"{float(meta['strength']):g}" if "strength" in meta
                      else "1" if arch.get("residual") else "-")
-                    + (" per tile (adaptive {:g}-{:g})".format(*meta["adaptive"])
+                    + (" per {} (adaptive {:g}-{:g}{})".format(
+                        meta.get("adaptive_scope", "tile"), *meta["adaptive"],
+                        f", JPEG {float(meta['jpeg_share']):g}" if "jpeg_share" in meta else "")
                        if "adaptive" in meta else ""),
         "iterations": str(meta.get("iterations", "?")),
         "hr crop": f"{meta.get('data', {}).get('hr_size', '?')} px",

@@ -138,6 +138,11 @@ def command(
         help="How the model runs: fp32, or bf16 (bfloat16 autocast on CUDA or the CPU: faster "
              "on recent GPUs; the bundled model stays within 2 DN of fp32). Recorded in the "
              "output's tags."),
+    adaptive: str | None = typer.Option(
+        None, "--adaptive", show_default=False,
+        help="Models with an aliasing probe: raster (one correction share from samples of "
+             "the whole raster, JPEG grid included), tile (each tile's own), or off (the "
+             "whole correction everywhere); default: the model's (see its card)."),
 ) -> None:
     """Super-resolve rasters with a trained model (or a classical baseline), tile by tile."""
 
@@ -145,12 +150,16 @@ def command(
 
     from satsr.data.raster import parse_bands
     from satsr.inference.batch import upscale_rasters
+    from satsr.inference.decision import SCOPES
     from satsr.inference.engine import load_engine
     from satsr.nn.device import resolve_device
 
     _check_values(tile, overlap, batch_size, bands, scale, strength)
     if precision not in ("fp32", "bf16"):
         raise SatsrError(f"--precision takes fp32 or bf16, not {precision!r}")
+    if adaptive is not None and (method is not None or adaptive not in SCOPES):
+        raise SatsrError("--adaptive applies to a model" if method is not None else
+                         f"--adaptive takes {', '.join(SCOPES)}, not {adaptive!r}")
     if precision != "fp32" and method is not None:
         raise SatsrError("--precision bf16 applies to a model: --method computes in float32")
     files, several = expand_inputs(inputs)
@@ -169,7 +178,8 @@ def command(
             nodata=nodata, tile=tile, overlap=overlap, batch_size=batch_size, cog=cog,
             creation_options=creation, overwrite=overwrite, skip_existing=skip_existing,
             progress=err.is_terminal, scaling=scaling, strength=strength, precision=precision,
-            keep_going=several or world > 1, on_file=_print_outcome, error_text=_one_line,
+            adaptive=adaptive, keep_going=several or world > 1, on_file=_print_outcome,
+            error_text=_one_line,
             log=lambda line: print(f"satsr: {line}", file=sys.stderr, flush=True))
     report_summary(summary, several)
 

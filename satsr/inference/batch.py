@@ -237,11 +237,11 @@ def upscale_rasters(inputs: Sequence[str | Path], out: str | Path,
                     creation_options: dict[str, str] | None = None, overwrite: bool = False,
                     skip_existing: bool = False, progress: bool = False,
                     scaling: str = "auto", strength: float | None = None,
-                    precision: str = "fp32", keep_going: bool = True,
+                    precision: str = "fp32", adaptive: str | None = None,
+                    keep_going: bool = True,
                     on_file: Callable[[FileOutcome, UpscaleResult | None], None] | None = None,
                     log: Callable[[str], None] | None = None,
-                    error_text: Callable[[BaseException], str] | None = None,
-                    ) -> UpscaleSummary:
+                    error_text: Callable[[BaseException], str] | None = None) -> UpscaleSummary:
     """Super-resolve many rasters into folder `out` (one input: `out` may name the file),
     sharded over the ranks of a torchrun job when there is one (see the module docstring).
 
@@ -287,7 +287,7 @@ def upscale_rasters(inputs: Sequence[str | Path], out: str | Path,
         options = {"bands": bands, "nodata": nodata, "tile": tile, "overlap": overlap,
                    "batch_size": batch_size, "cog": cog, "creation_options": creation_options,
                    "overwrite": overwrite, "progress": progress and not job.enabled,
-                   "scaling": scaling, "precision": precision}
+                   "scaling": scaling, "precision": precision, "adaptive": adaptive}
         t1 = time.perf_counter()
         for i in mine:
             outcome, result = _upscale_one(srcs[i], targets[i], engines, options, job.rank,

@@ -60,6 +60,9 @@ class Engine:
     #: A band-by-band model: one network applied to each band of any band count, each band
     #: scaled by its own range measured on the input (see satsr.data.bandsamples).
     bandwise: bool = False
+    #: The generator behind `forward` (None for baselines): `satsr upscale` sets its
+    #: per-raster correction share (satsr.inference.decision) before running a raster.
+    generator: Any = None
 
     @classmethod
     def from_generator(cls, gen: Generator, scaling: BandScaling | None = None,
@@ -76,7 +79,7 @@ class Engine:
             fwd = _band_by_band(fwd)
         return cls(fwd, int(gen.scale), receptive_radius(gen), dev, name,
                    None if bandwise else int(gen.bands), None if bandwise else scaling,
-                   dict(meta or {}), True, unclipped, bandwise)
+                   dict(meta or {}), True, unclipped, bandwise, gen)
 
     @classmethod
     def baseline(cls, method: str, scale: int = 4,

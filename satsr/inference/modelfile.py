@@ -18,6 +18,11 @@ file (and the tensor). The metadata lives under the header key "satsr" as JSON:
     strength      (residual models, optional) share of the correction added, 0 to 1
     adaptive      (models with arch probe = 1, optional) [lo, hi]: per tile, the correction
                   is scaled by 1 below the probe's p = lo, 0 above hi (satsr.nn.aliasing)
+    adaptive_scope (models with `adaptive`, optional) "tile" (the default: each tile's own
+                  probe reading) or "raster": `satsr upscale` decides one share for the whole
+                  raster from samples of it (satsr.inference.decision)
+    jpeg_share    (models with adaptive_scope "raster", optional) the share kept on a raster
+                  whose JPEG grid shows (satsr.inference.decision)
     zero_mean     (optional) remove each tile's mean correction per band
     satsr_version version that wrote the file
     weights_sha256 SHA-256 of the tensors (see weights_digest), verified on load; a file
@@ -45,6 +50,7 @@ from satsr.data.raster import atomic_path
 from satsr.data.scaling import BandScaling
 from satsr.errors import SatsrError, SatsrWarning
 from satsr.inference.bundled import bundled_model
+from satsr.inference.decision import check_scope, check_share
 from satsr.nn.aliasing import check_adaptive
 from satsr.nn.generator import SCALES, UPSAMPLERS, Generator
 
@@ -171,6 +177,7 @@ def _check_meta(p: Path, meta: Any) -> dict[str, Any]:
             check_adaptive(meta["adaptive"])
         except ValueError as exc:
             raise bad(str(exc)) from None
+    _check_scope(meta, bad)
     if type(meta.get("zero_mean", False)) is not bool:
         raise bad(f"zero_mean = {meta['zero_mean']!r}, expected true or false")
     if arch.get("upsample", "shuffle") not in UPSAMPLERS:
@@ -278,6 +285,24 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
         gen.strength = check_strength(meta["strength"], gen, f"{p}: its metadata's strength")
     apply_inference_options(gen, meta)
     return gen.to(device).eval(), meta
+
+
+def _check_scope(meta: dict[str, Any], bad: Any) -> None:
+    """`adaptive_scope` needs `adaptive`; `jpeg_share` needs adaptive_scope "raster"."""
+    if "adaptive_scope" in meta:
+        if "adaptive" not in meta:
+            raise bad("'adaptive_scope' needs 'adaptive'")
+        try:
+            check_scope(meta["adaptive_scope"])
+        except ValueError as exc:
+            raise bad(str(exc)) from None
+    if "jpeg_share" in meta:
+        if meta.get("adaptive_scope") != "raster":
+            raise bad("'jpeg_share' needs adaptive_scope 'raster'")
+        try:
+            check_share(meta["jpeg_share"])
+        except ValueError as exc:
+            raise bad(str(exc)) from None
 
 
 def apply_inference_options(gen: Generator, meta: dict[str, Any]) -> None:

@@ -54,6 +54,7 @@ from satsr.data.bands import estimate_scaling
 from satsr.data.raster import alpha_bands, atomic_path, gdal_env, open_raster, read_window
 from satsr.data.scaling import BandScaling, exact_scaling
 from satsr.errors import NonFiniteError, SatsrError, UpscaleWarning
+from satsr.inference.decision import JPEG_BLOCK, SAMPLE_SIDE, SAMPLE_TILES, SCOPES, Decision, decide
 from satsr.inference.engine import (
     DEFAULT_OVERLAP,
     Engine,
@@ -100,6 +101,7 @@ class UpscaleResult:
     tiles: int  # model tiles run; for --method, the windows upsampled
     seconds: float
     size_bytes: int
+    decision: Decision | None = None  # the per-raster correction share, when one was decided
 
     @property
     def mpix_per_s(self) -> float:
@@ -107,9 +109,12 @@ class UpscaleResult:
 
     def line(self) -> str:
         """The one-line summary the CLI prints."""
-        return (f"wrote {self.dst}: {self.width}x{self.height} x{self.bands} {self.dtype} "
+        line = (f"wrote {self.dst}: {self.width}x{self.height} x{self.bands} {self.dtype} "
                 f"({_human(self.size_bytes)}) in {self.seconds:.1f} s "
                 f"({self.mpix_per_s:.2f} MPix/s)")
+        if self.decision is not None:
+            line += f"; correction share {self.decision.share:g} ({self.decision.reason})"
+        return line
 
 
 def _human(n: int) -> str:
@@ -151,7 +156,7 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
                    batch_size: int | None = None, cog: bool = False,
                    creation_options: dict[str, str] | None = None, overwrite: bool = False,
                    progress: bool = False, scaling: str = "auto",
-                   precision: str = "fp32") -> UpscaleResult:
+                   precision: str = "fp32", adaptive: str | None = None) -> UpscaleResult:
     """Super-resolve one raster into `dst` (see the module docstring); atomic write.
 
     `model` is a model file, a run folder, a bundled model's name or a loaded Engine
@@ -174,6 +179,9 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
     2 DN of fp32 on uint8, see tests/test_pipeline.py). It is recorded in the tags
     (SATSR_PRECISION). The classical baselines compute in float32 (float64 for wide dtypes)
     and refuse bf16.
+
+    `adaptive` (models with an aliasing probe): `raster`, `tile` or `off`, where the share of
+    the correction is decided (see _scope; default: the model's `adaptive_scope`).
     """
 
     t0 = time.perf_counter()
@@ -189,6 +197,7 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
         with ds:
             plan = _plan(ds, src, dst, engine, bands, nodata, cog, scaling)
             plan.bf16 = bf16
+            decision = _apply_scope(ds, plan, engine, _scope(engine, adaptive))
             s = engine.scale
             width, height = ds.width * s, ds.height * s
             if creation_options:  # refused before any work, not ignored
@@ -217,7 +226,7 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
             size = dst.stat().st_size
     return UpscaleResult(src, dst, width, height, profile["count"], plan.dtype,
                          "COG" if cog else plan.driver, plan.georef, n_tiles,
-                         time.perf_counter() - t0, size)
+                         time.perf_counter() - t0, size, decision)
 
 
 def _engine(src: Path, model: Engine | str | Path | None, method: str | None,
@@ -237,6 +246,73 @@ def _engine(src: Path, model: Engine | str | Path | None, method: str | None,
 
         model = choose_model(src, bands).path
     return load_engine(model, method, scale, device, strength)
+
+
+def _scope(engine: Engine, adaptive: str | None) -> str | None:
+    """Where the correction share is decided: `raster` (one share from samples of the whole
+    raster, JPEG grid included: satsr.inference.decision; recorded in the SATSR_DECISION
+    tag), `tile` (each tile's own probe reading) or `off` (the whole correction everywhere);
+    `adaptive` or the model's `adaptive_scope` (tile when it has none). None for engines
+    without an adaptive probe; `adaptive` given for such an engine is refused."""
+    gen = engine.generator
+    probing = gen is not None and getattr(gen, "probe", None) is not None \
+        and getattr(gen, "adaptive", None) is not None
+    if adaptive is not None and adaptive not in SCOPES:
+        raise SatsrError(f"adaptive takes {', '.join(SCOPES)}, not {adaptive!r}",
+                         option="adaptive")
+    if not probing:
+        if adaptive is not None:
+            raise SatsrError(f"adaptive applies to models with an aliasing probe and adaptive "
+                             f"thresholds; {engine.name} has none", option="adaptive")
+        return None
+    return adaptive or str(engine.meta.get("adaptive_scope", "tile"))
+
+
+def _apply_scope(ds: Any, plan: _Plan, engine: Engine, scope: str | None) -> Decision | None:
+    """Set the generator's share for this raster (an engine serves several rasters)."""
+    if scope is None:
+        return None
+    gen = engine.generator
+    gen.fixed_share = 1.0 if scope == "off" else None
+    plan.tags["SATSR_ADAPTIVE_SCOPE"] = scope
+    if scope != "raster":
+        return None
+    tiles = _sample_tiles(ds, plan, not engine.unclipped)
+    jpeg_share = engine.meta.get("jpeg_share")
+    d = decide(gen.probe, tiles.to(engine.device), gen.adaptive,
+               None if jpeg_share is None else float(jpeg_share))
+    gen.fixed_share = d.share
+    plan.tags["SATSR_DECISION"] = d.tag()
+    return d
+
+
+def _sample_tiles(ds: Any, plan: _Plan, clip: bool) -> torch.Tensor:
+    """Up to SAMPLE_TILES windows of SAMPLE_SIDE px spread over the raster, their origins on
+    the JPEG grid, in the model's units (N, C, side, side); windows holding nodata are left
+    out unless every window does (then they are filled as upscale fills them). A raster
+    smaller than a window is read whole."""
+    h, w = ds.height, ds.width
+    side_h, side_w = min(SAMPLE_SIDE, h), min(SAMPLE_SIDE, w)
+    per_axis = max(1, int(math.isqrt(SAMPLE_TILES)))
+    rows = _spread(h - side_h, min(per_axis, max(1, h // side_h)))
+    cols = _spread(w - side_w, min(per_axis, max(1, w // side_w)))
+    clean: list[torch.Tensor] = []
+    filled: list[torch.Tensor] = []
+    for r in rows:
+        for c in cols:
+            win = Window(c, r, side_w, side_h)
+            data = read_window(ds, plan.bands, win)
+            ok = raster.valid_mask(ds, win, data, plan.nodata_in)
+            unit = fill_invalid(plan.scaling.to_unit(data, clip=clip), ok)
+            (clean if ok.all() else filled).append(torch.from_numpy(np.ascontiguousarray(unit)))
+    return torch.stack(clean or filled).float()
+
+
+def _spread(span: int, n: int) -> list[int]:
+    """n origins from 0 to `span`, evenly spaced and rounded down to the JPEG grid."""
+    if n <= 1 or span <= 0:
+        return [0]
+    return sorted({int(i * span / (n - 1)) // JPEG_BLOCK * JPEG_BLOCK for i in range(n)})
 
 
 def _check_creation(ds: Any, plan: _Plan, s: int, cog: bool,

@@ -95,6 +95,9 @@ class Generator(nn.Module):
         #: correction per band, so the correction adds detail and never shifts a band's level.
         self.probe = AliasingProbe() if probe else None
         self.adaptive: tuple[float, float] | None = None
+        #: One share of the correction for every tile, decided for a whole raster before it is
+        #: upscaled (satsr.inference.decision); when set it replaces the per-tile probe.
+        self.fixed_share: float | None = None
         self.zero_mean = False
         if probe and not self.residual:
             raise ValueError("an aliasing probe scales a residual generator's correction")
@@ -131,6 +134,8 @@ class Generator(nn.Module):
         """The learned correction as the inference options shape it (as trained when none)."""
         if self.zero_mean:
             out = out - out.mean(dim=(-2, -1), keepdim=True)
+        if self.fixed_share is not None:
+            return out * (self.fixed_share * self.strength)
         if self.probe is not None and self.adaptive is not None:
             share = adaptive_weight(self.probe(x), *self.adaptive) * self.strength
             return out * share.view(-1, 1, 1, 1).to(out.dtype)
