@@ -196,7 +196,7 @@ RECIPES["rgb-ft"] = Recipe(
      "--hr-size", "64", "-b", "10", "-n", "500", "--val-every", "250", "--val-chips", "48",
      "--checkpoint-every", "250", "--log-every", "50", "--seed", "0"],
     "the 8-bit RGB model (stage 2: adv+rec fine-tuning of the corpus-pre-trained generator "
-    "on the shared 8-bit sources, clean LR; per-tile adaptive strength)",
+    "on the shared 8-bit sources, clean LR; adaptive strength)",
     floor_db=0.5, eval_dataset="rgb8", strength_floor_db=0.5, adaptive=True)
 RECIPES["satsr-ms-x4"] = Recipe(
     "bands",
@@ -568,6 +568,62 @@ def step_export(name: str, work: Path, run_name: str | None, cap: int,
     write_card(name, r, meta, res, out, run_dir)
 
 
+#: Where a bundled model with an aliasing probe decides its correction share (issue 20, 0.5):
+#: each tile's own probe reading (as 0.3 shipped), or one share per raster from the probe's
+#: median over samples of the whole raster (satsr.inference.decision). Chosen on val by
+#: choose_variant's rule, each source's val chips of one LR family decided together, as one
+#: raster holding them would be (model_eval --per-raster).
+SCOPE_GRID = {"per tile": "tile", "per raster": "raster"}
+
+
+def step_rescope(name: str, work: Path, cap: int, before: Path | None) -> None:
+    """Choose where the shipped model NAME decides its share (SCOPE_GRID, on val), record it
+    in the model file (weights unchanged) and re-score it on test, per raster (eval.json,
+    card)."""
+    import model_eval
+
+    from satsr.inference.bundled import MODELS_DIR
+    from satsr.inference.modelfile import load_model, save_model
+
+    run_name = RESCOPE_RUN[name]
+    r = RECIPES[run_name]
+    gen, meta = load_model(MODELS_DIR / f"{name}.safetensors")
+    if "adaptive" not in meta:
+        raise SystemExit(f"{name} has no adaptive thresholds: nothing to decide per raster")
+    folder = work / run_name / "scope"
+    folder.mkdir(parents=True, exist_ok=True)
+    grid = {label: {"strength": meta.get("strength", 1.0), "adaptive": meta["adaptive"],
+                    "scope": scope} for label, scope in SCOPE_GRID.items()}
+    files = {label: save_model(folder / f"{v['scope']}.safetensors", gen,
+                               {**meta, "adaptive_scope": v["scope"]}, half=True)
+             for label, v in grid.items()}
+    data = work / "data" / r.eval_dataset
+    metrics = ["psnr", "alex-l", "vgg-l"]
+    val = model_eval.eval_rgb(data, files, "val", cap, 0, "families", metrics,
+                              per_raster=True)
+    choice = choose_variant(val, grid, r.strength_floor_db)
+    (folder / "val.json").write_text(json.dumps({"eval": val, "choice": choice}, indent=1)
+                                     + "\n")
+    meta["adaptive_scope"] = choice["scope"]
+    meta["selection"]["scope"] = choice
+    path = save_model(MODELS_DIR / f"{name}.safetensors", gen, meta, half=True)
+    print(f"wrote {path} (adaptive_scope {choice['scope']})", flush=True)
+    models = {name: path, **({"before": before} if before else {})}
+    res = model_eval.eval_rgb(data, models, "test", cap, 0, "families", metrics,
+                              per_raster=True)
+    out = model_eval.eval_rgb(data, {name: path}, "test", max(4, cap // 3), 0, "outside",
+                              metrics, per_raster=True)
+    res["outside"] = {"mean": out["mean"], "worse_than_bicubic_vgg-l":
+                      out["worse_than_bicubic_vgg-l"], "cap": out["info"]["cap"],
+                      "degradations": out["info"]["degradations"]}
+    (MODELS_DIR / f"{name}.eval.json").write_text(json.dumps(res, indent=1) + "\n")
+    write_card(name, r, meta, res, out, work / run_name)
+
+
+#: The run each re-scoped bundled model was exported from (its val.csv goes into the card).
+RESCOPE_RUN = {"satsr-rgb-x4": "rgb-ft"}
+
+
 def write_test_chips(name: str, r: Recipe, work: Path) -> None:
     """NAME.test-chips.json: the test-split chips (source file name and window) the model
     was scored on; tests/data/make_fixtures.py copies some of them for tests/test_bundled.py."""
@@ -627,6 +683,11 @@ def write_card(name: str, r: Recipe, meta: dict, res: dict, out: dict, run_dir: 
     t = meta["training"]
     sel = meta["selection"]
     val = (run_dir / "val.csv").read_text().strip().splitlines()
+    # the rounds the kept one was chosen among (a run trained on later adds rows after it)
+    val = val[:1] + [row for row in val[1:] if "scope" not in sel
+                     or float(row.split(",")[0]) <= sel["iteration"]]
+    rescope = (f", then `python examples/bundled_models.py rescope {name} WORK`"
+               if "scope" in sel else "")
     lines = [
         f"# {name}", "",
         f"{r.description[0].upper()}{r.description[1:]}: x4, GCN `{meta['variant']}`"
@@ -641,7 +702,7 @@ def write_card(name: str, r: Recipe, meta: dict, res: dict, out: dict, run_dir: 
         f"{t['features']} maps, {t['upsample']} resize-convolution upsampling, seed {t['seed']}",
         f"- hardware: {t['hardware']}; time: {t['seconds'] / 60:.0f} min",
         f"- reproduce: `python examples/bundled_models.py data WORK`, then `{t['command']}`, "
-        f"then `python examples/bundled_models.py export {name} WORK`", "",
+        f"then `python examples/bundled_models.py export {name} WORK`{rescope}", "",
         "## Round kept (validation split, never test)", "",
         f"Lowest val {sel['criterion']} among rounds with val PSNR >= bicubic - "
         f"{sel['psnr_floor']:g} dB (LR made by the training degradation):", "",
@@ -664,6 +725,13 @@ def write_card(name: str, r: Recipe, meta: dict, res: dict, out: dict, run_dir: 
            f"**{sel['adaptive']['variant']}**. Changes against bicubic on the same LR, each "
            "source weighted equally:", "", *_variant_table(sel["adaptive"]), ""]
           if "adaptive" in sel else []),
+        *(["## Where the share is decided (validation split, never test)", "",
+           "Per tile: each tile's own probe reading. Per raster: one share for the whole "
+           "raster from the probe's median over samples of it (satsr.inference.decision; "
+           "`satsr upscale --adaptive` overrides it); here each source's val chips of one LR "
+           f"family are decided together. Rule: {sel['scope']['rule']}. Kept: "
+           f"**{sel['scope']['variant']}**:", "", *_variant_table(sel["scope"]), ""]
+          if "scope" in sel else []),
         f"## Test split, by how the LR was made ({res['info']['cap']} chips per source at most,"
         " each source weighted equally; `examples/model_eval.py`)", "",
         model_eval.markdown(res),
@@ -720,6 +788,14 @@ def main() -> None:
     e.add_argument("--cap", type=int, default=16, help="Test chips per source at most.")
     e.add_argument("--before", type=Path,
                    help="An earlier model file to score beside it (before / after table).")
+    rs = sub.add_parser("rescope", help="Choose on val where a shipped model with an "
+                        "aliasing probe decides its share (per tile or per raster); re-score "
+                        "it on test.")
+    rs.add_argument("name", choices=sorted(RESCOPE_RUN))
+    rs.add_argument("work", type=Path)
+    rs.add_argument("--cap", type=int, default=8, help="Val and test chips per source at most.")
+    rs.add_argument("--before", type=Path,
+                    help="An earlier model file to score beside it (before / after table).")
     s = sub.add_parser("resaturate", help="Re-measure only the saturation check of a "
                        "band-by-band model's eval and card.")
     s.add_argument("name", choices=sorted(n for n, r in RECIPES.items() if r.eval_kind == "ms"))
@@ -739,6 +815,9 @@ def main() -> None:
     elif a.step == "export":
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         step_export(a.name, a.work, a.run, a.cap, a.before)
+    elif a.step == "rescope":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        step_rescope(a.name, a.work, a.cap, a.before)
     elif a.step == "resaturate":
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         step_resaturate(a.name, a.work, a.cap)

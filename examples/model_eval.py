@@ -148,10 +148,13 @@ def radiometry(samples: list[ev.Sample], methods: list[ev.Method], deg: Degradat
 
 
 def eval_rgb(dataset: Path, models: dict[str, Path], split: str, cap: int, seed: int,
-             which: str, metrics: list[str], only: Sequence[str] | None = None
-             ) -> dict[str, Any]:
+             which: str, metrics: list[str], only: Sequence[str] | None = None,
+             per_raster: bool = False) -> dict[str, Any]:
     """Scores per source (`only`: these sources; merge() joins such parts) and their
-    equal-weight means."""
+    equal-weight means. `per_raster`: a model whose file says `adaptive_scope: raster`
+    decides one share per source and LR family from all of that source's chips in the split
+    (RasterModel), as `satsr upscale` decides for a raster holding them; without it each chip
+    is its own raster (what `satsr eval` does)."""
     index = DatasetIndex.read(dataset)
     scaling = index.scaling
     chips = index.split(split)
@@ -161,7 +164,13 @@ def eval_rgb(dataset: Path, models: dict[str, Path], split: str, cap: int, seed:
     for c in chips:
         if only is None or group_of(c.source) in only:
             groups[group_of(c.source)].append(c)
-    methods = [ev.model_method(p, scaling, SCALE, name=n) for n, p in models.items()]
+    deciders = [RasterModel(p, n) for n, p in models.items()] if per_raster else []
+    deciders = [d for d in deciders if d.scope == "raster"]
+    by_name = {d.name: d for d in deciders}
+    for d in deciders:
+        d.check_scaling(scaling)
+    methods = [by_name[n].method() if n in by_name else ev.model_method(p, scaling, SCALE, name=n)
+               for n, p in models.items()]
     methods.append(ev.classical_method("bicubic", SCALE))
     degs = degradations(which)
     per_source: dict[str, Any] = {}
@@ -170,16 +179,65 @@ def eval_rgb(dataset: Path, models: dict[str, Path], split: str, cap: int, seed:
         sel = pick(groups[g], cap)
         samples = [ev.Sample(c.path.name, scaling.to_unit(read_chip(c))) for c in sel]
         t0 = time.time()
-        per_source[g] = {"chips": len(samples),
-                         "scores": score_group(samples, methods, metrics, scaling, [0, 1, 2],
-                                               degs, seed)}
+        if deciders:
+            every = [torch.from_numpy(scaling.to_unit(read_chip(c)).astype(np.float32))[None]
+                     for c in groups[g]]
+            scores, decisions = {}, {}
+            for d in degs:
+                decisions[d.name] = {m.name: m.decide(every, d, seed) for m in deciders}
+                scores.update(score_group(samples, methods, metrics, scaling, [0, 1, 2], [d],
+                                          seed))
+            for m in deciders:
+                m.decide(every, BICUBIC, seed)
+            per_source[g] = {"chips": len(samples), "scores": scores, "decisions": decisions}
+        else:
+            per_source[g] = {"chips": len(samples),
+                             "scores": score_group(samples, methods, metrics, scaling,
+                                                   [0, 1, 2], degs, seed)}
         per_periodic[g] = periodic(samples, methods, [0, 1, 2], BICUBIC,
                                    seed)
         per_source[g]["radiometry"] = radiometry(samples, methods, BICUBIC, seed)
         print(f"{g}: {len(samples)} chips, {time.time() - t0:.0f} s", file=sys.stderr)
     return _finish(per_source, per_periodic, [m.name for m in methods], degs, metrics,
                    {"dataset": str(dataset), "split": split, "cap": cap, "seed": seed,
+                    "per_raster": per_raster,
                     "models": {n: str(p) for n, p in models.items()}})
+
+
+class RasterModel:
+    """A model file whose correction share is decided per raster (satsr.inference.decision):
+    `decide` draws the LR of every chip of a source under one degradation (seeded per chip,
+    apart from the scored draws) and sets the share the model's method then uses."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        from satsr.inference.modelfile import load_model
+
+        self.name, self.path = name, path
+        self.gen, self.meta = load_model(path, "cpu")
+        self.scope = self.meta.get("adaptive_scope", "tile")
+
+    def check_scaling(self, scaling: BandScaling) -> None:
+        from satsr.inference.modelfile import model_scaling
+
+        if model_scaling(self.meta).to_dict() != scaling.to_dict():
+            raise SystemExit(f"{self.path}: --per-raster needs data in the model's scaling")
+
+    def decide(self, hr: list[torch.Tensor], deg: Degradation, seed: int) -> str:
+        from satsr.inference.decision import decide
+
+        lr = torch.cat([deg(t, np.random.default_rng([seed, 1_000_000 + i]))
+                        for i, t in enumerate(hr)]).clamp_(-1.0, 1.0)
+        assert self.gen.probe is not None and self.gen.adaptive is not None
+        d = decide(self.gen.probe, lr, self.gen.adaptive, self.meta.get("jpeg_share"))
+        self.gen.fixed_share = d.share
+        return d.tag()
+
+    def method(self) -> ev.Method:
+        def run(lr: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return self.gen(lr.float())
+
+        return ev.Method(self.name, run, str(self.path))
 
 
 # --------------------------------------------------------------- band-by-band datasets
@@ -367,6 +425,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--degradations", default="families",
                     choices=["families", "outside", "all"],
                     help="satsr eval's families, the OUTSIDE pipelines, or both.")
+    ap.add_argument("--per-raster", action="store_true",
+                    help="Models with adaptive_scope raster decide per source and family.")
+    ap.add_argument("--only", help="Comma-separated sources (groups) to score.")
     ap.add_argument("--json", type=Path, required=True)
     ap.add_argument("--md", type=Path)
     a = ap.parse_args(argv)
@@ -378,7 +439,8 @@ def main(argv: list[str] | None = None) -> None:
         models[name] = Path(path)
     if a.kind == "rgb":
         res = eval_rgb(a.dataset, models, a.split, a.cap, a.seed, a.degradations,
-                       ["psnr", "alex-l", "vgg-l"])
+                       ["psnr", "alex-l", "vgg-l"], a.only.split(",") if a.only else None,
+                       a.per_raster)
     else:
         res = eval_ms(a.dataset, models, a.split, a.cap, a.seed, a.degradations,
                       ["psnr", "band-psnr", "sam", "consistency", "alex-l", "vgg-l"])

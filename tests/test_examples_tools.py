@@ -55,3 +55,29 @@ def test_export_exits_with_the_message_when_no_round_meets_the_floor(tmp_path: P
     (run / "snapshots" / "ckpt-250.pt").write_bytes(b"")
     with pytest.raises(SystemExit, match="no validation round within 0.3 dB"):
         bundled_models.step_export("satsr-rgb-x4", tmp_path, None, 4, None)
+
+
+def test_per_raster_eval_decides_each_source_and_family_from_all_its_chips(tmp_path: Path
+                                                                          ) -> None:
+    import numpy as np
+    import rasterio
+    import torch
+
+    from satsr.data.degrade import Degradation
+    from satsr.inference.modelfile import load_model, save_model
+
+    root = Path(__file__).resolve().parents[1] / "satsr" / "assets"
+    gen, meta = load_model(root / "models" / "satsr-rgb-x4.safetensors")
+    path = save_model(tmp_path / "m.safetensors", gen, {**meta, "adaptive_scope": "raster"},
+                      half=True)
+    m = model_eval.RasterModel(path, "m")
+    with rasterio.open(root / "sample_manila_0.1m.tif") as ds:
+        img = torch.from_numpy(ds.read([1, 2, 3]).astype(np.float32) / 127.5 - 1)
+    hr = [img[None, :, r:r + 128, c:c + 128] for r in (0, 128, 256, 384) for c in (0, 256)]
+    # the sample's probe medians sit far from the thresholds 0.2-0.4 (about 0.02 clean,
+    # 0.94 decimated), so the shares are exactly 1 and 0
+    assert m.decide(hr, Degradation.resolve("bicubic", 4), 0).startswith("clean; share 1;")
+    assert m.gen.fixed_share == 1.0
+    assert m.decide(hr, Degradation.resolve("nearest", 4), 0).startswith("aliased; share 0;")
+    lr = torch.rand(1, 3, 8, 8) * 2 - 1
+    assert torch.equal(m.method().run(lr), gen._bicubic(lr).clamp(-1, 1))

@@ -150,6 +150,19 @@ def test_variant_rule_fewest_floors_failed_then_lowest_clean_vgg_l() -> None:
     assert c["variant"] == "fixed 1" and c["adaptive"] is None and not c["within_floors"]
 
 
+def test_variant_rule_carries_the_kept_entrys_scope() -> None:
+    # the scope grid of `bundled_models.py rescope`: same thresholds, where the share is
+    # decided; the per-raster entry fails no floor, the per-tile one fails nearest vgg-l
+    grid = {"per tile": {"strength": 1.0, "adaptive": [0.2, 0.4], "scope": "tile"},
+            "per raster": {"strength": 1.0, "adaptive": [0.2, 0.4], "scope": "raster"}}
+    val = _val({"bicubic": {"per tile": (0.33, 30.1), "per raster": (0.32, 30.1)},
+                "nearest": {"per tile": (0.41, 29.9), "per raster": (0.40, 29.9)}})
+    c = choose_variant(val, grid, 0.5)
+    assert c["variant"] == "per raster" and c["scope"] == "raster" and c["within_floors"]
+    plain = {k: {"strength": v["strength"], "adaptive": v["adaptive"]} for k, v in grid.items()}
+    assert c["adaptive"] == [0.2, 0.4] and "scope" not in choose_variant(val, plain, 0.5)
+
+
 def test_paired_difference_mean_and_student_t_ci() -> None:
     a = [0.30, 0.25, 0.40, 0.35, 0.20]
     b = [0.32, 0.30, 0.41, 0.33, 0.26]

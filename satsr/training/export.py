@@ -116,7 +116,8 @@ def choose_variant(val: Mapping[str, Any], grid: Mapping[str, Mapping[str, Any]]
     OTHER_FAMILY_FLOOR_DB dB and vgg-l <= bicubic's under every other family. Kept: among
     the variants that fail the fewest floors, the one with the lowest vgg-l on clean LR.
 
-    Returns {"variant", "strength", "adaptive", "within_floors", "rows" (one per variant:
+    Returns {"variant", "strength", "adaptive", the kept entry's other keys (e.g. "scope"),
+    "within_floors", "rows" (one per variant:
     the grid entry, "ok", "vgg_change", "psnr_change", "mean_vgg_change", "failed" (the
     floors it fails, e.g. "nearest vgg-l")), "rule" (in words)}.
     """
@@ -134,8 +135,9 @@ def choose_variant(val: Mapping[str, Any], grid: Mapping[str, Mapping[str, Any]]
     fewest = min(len(x["failed"]) for x in rows)
     best = min((x for x in rows if len(x["failed"]) == fewest),
                key=lambda x: x["vgg_change"]["bicubic"])
+    extra = {k: v for k, v in grid[best["variant"]].items() if k not in ("strength", "adaptive")}
     return {"variant": best["variant"], "strength": best["strength"],
-            "adaptive": best["adaptive"], "within_floors": best["ok"], "rows": rows,
+            "adaptive": best["adaptive"], **extra, "within_floors": best["ok"], "rows": rows,
             "rule": "lowest vgg-l on clean bicubic LR among the variants that fail fewest of "
                     f"the floors (PSNR >= bicubic's - {clean_floor_db:g} dB on clean LR; PSNR "
                     f">= bicubic's - {OTHER_FAMILY_FLOOR_DB:g} dB and vgg-l <= bicubic's under "
