@@ -16,10 +16,14 @@ many tiles is steadier:
   (mean of the bands). Clean and resampled rasters read about 1 (0.94-1.05 on the shared
   sources); JPEG-coded ones (quality 50-90) 1.10-1.31. Above JPEG_GRID_RATIO the model's
   `jpeg_share` is kept instead. The ratio is read only when the sample holds at least
-  JPEG_MIN_BOUNDARY boundary pixels: a single small image is not evidence enough.
+  JPEG_MIN_BOUNDARY boundary pixels: a single small image is not evidence enough. Many
+  deliveries are JPEG-coded at their native resolution (the Manila and Netherlands
+  orthophotos read 1.21 and 1.25): a `jpeg_share` below 1 takes the correction from all of
+  them, which is why the bundled satsr-rgb-x4 does not set one.
 
 A model file opts in with `adaptive_scope: "raster"` (and optionally `jpeg_share`); the
-decision is recorded in the output's tags. In `satsr eval` each image is its own raster.
+decision is recorded in the output's tags. `satsr eval` runs each image through the model
+whole, so there the probe reads each image as one tile.
 """
 
 from __future__ import annotations
