@@ -346,7 +346,7 @@ def test_version_changelog_and_readme_agree(capsys):
     import satsr
 
     major_minor = ".".join(satsr.__version__.split(".")[:2])
-    assert satsr.__version__ == "0.4.0"
+    assert satsr.__version__ == "0.5.0"
     assert 'attr = "satsr.__version__"' in (ROOT / "pyproject.toml").read_text()
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert re.search(rf"^## \[{re.escape(satsr.__version__)}\] - \d{{4}}-\d\d-\d\d$", changelog,

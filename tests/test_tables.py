@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -145,6 +146,25 @@ def test_before_after_table_reads_the_committed_evals() -> None:
     clean = next(r for r in rows if r.startswith("| bicubic |")).split(" | ")
     assert clean[4].startswith("-3.9 % / +0.33 dB")
     assert any(r.startswith("| flat-block grain") for r in rows)
+    # 0.5 (the same weights, the share decided per raster), from the bundled model's own eval
+    ev = root / "satsr" / "assets" / "models" / "satsr-rgb-x4.eval.json"
+    out = subprocess.run([sys.executable, str(root / "examples" / "before_after.py"),
+                          f"0.3={ev}:before", f"0.5={ev}:satsr-rgb-x4"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = {r.split(" | ")[0]: r.split(" | ") for r in out.strip().splitlines()}
+    # the README quotes: clean sub-metre -4.3 % / +0.35 dB / -18 %, JPEG -0.1 %, and
+    # nearest-decimated input exactly bicubic
+    assert rows["| bicubic"][4].startswith("-4.3 % / +0.35 dB / -18 %")
+    assert rows["| jpeg"][4].startswith("-0.1 %")
+    assert rows["| nearest"][4].startswith("+0.0 % / +0.00 dB / +0 %")
+    # the 0.3 column of the new eval is 0.3's own eval: the same LR and weights, scored in
+    # batches of another composition, so only float32 rounding may differ (a conv sum of n
+    # terms errs by up to n * eps relative; n is in the thousands here: 1e-4)
+    old = json.loads((root / "examples" / "results" / "rgb-x4-0.3" / "eval.json").read_text())
+    new = json.loads(ev.read_text())
+    for fam, scores in old["mean"].items():
+        for k, v in scores["satsr-rgb-x4"].items():
+            assert new["mean"][fam]["before"][k] == pytest.approx(v, rel=1e-4), (fam, k)
     bad = subprocess.run([sys.executable, str(root / "examples" / "before_after.py"), "x"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "LABEL=EVAL.json:MODEL" in bad.stderr
