@@ -74,10 +74,7 @@ def _row(m: Any, default: bool) -> dict[str, str]:
         # the correction strength upscale uses by default (--strength overrides it)
         "strength": (f"{float(meta['strength']):g}" if "strength" in meta
                      else "1" if arch.get("residual") else "-")
-                    + (" per {} (adaptive {:g}-{:g}{})".format(
-                        meta.get("adaptive_scope", "tile"), *meta["adaptive"],
-                        f", JPEG {float(meta['jpeg_share']):g}" if "jpeg_share" in meta else "")
-                       if "adaptive" in meta else ""),
+                    + _adaptive_text(meta),
         "iterations": str(meta.get("iterations", "?")),
         "hr crop": f"{meta.get('data', {}).get('hr_size', '?')} px",
         "weights": f"{m.path.name}, {m.path.stat().st_size / 2**20:.1f} MB",
@@ -112,3 +109,12 @@ def _blocks(rows: list[dict[str, str]]) -> Any:
             t.add_row(head, r[key])
         parts.append(t)
     return Group(*parts)
+
+
+def _adaptive_text(meta: dict[str, Any]) -> str:
+    """Where and how a model with an aliasing probe shares out its correction ("" if not)."""
+    if "adaptive" not in meta:
+        return ""
+    lo, hi = (float(v) for v in meta["adaptive"])
+    jpeg = f", JPEG {float(meta['jpeg_share']):g}" if "jpeg_share" in meta else ""
+    return f" per {meta.get('adaptive_scope', 'tile')} (adaptive {lo:g}-{hi:g}{jpeg})"
