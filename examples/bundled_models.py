@@ -431,6 +431,11 @@ def finalize(run_dir: Path, data_dir: Path, out_dir: Path, quick: bool = False) 
                            r.strength_floor_db)
     meta.setdefault("selection", {})
     meta = apply_choice(gen, meta, choice, accuracy)
+    if "adaptive" in meta:  # where the share is decided, as rescope chooses it
+        scope = choose_scope(gen, meta, out_dir / "scope", data_dir, 2 if quick else 8,
+                             r.strength_floor_db)
+        meta["adaptive_scope"] = scope["scope"]
+        meta["selection"]["scope"] = scope
     path = save_model(out_dir / "model.safetensors", gen, meta, half=True)
     val = (run_dir / "val.csv").read_text().strip().splitlines()
     card = [f"# {run_dir.name}", "", "Validation rounds (val.csv):", "",
@@ -438,7 +443,11 @@ def finalize(run_dir: Path, data_dir: Path, out_dir: Path, quick: bool = False) 
             *("| " + " | ".join(row.split(",")) + " |" for row in val[1:]), "",
             f"val_bicubic.json: {(run_dir / 'val_bicubic.json').read_text().strip()}", "",
             f"Adaptive variant (probe training accuracy {accuracy[-1]:.3f}); rule: "
-            f"{choice['rule']}. Kept: **{choice['variant']}**.", "", *_variant_table(choice), ""]
+            f"{choice['rule']}. Kept: **{choice['variant']}**.", "", *_variant_table(choice), "",
+            *([f"Where the share is decided (per raster: each source's val chips of one LR "
+               f"family together). Kept: **{meta['selection']['scope']['variant']}**.", "",
+               *_variant_table(meta["selection"]["scope"]), ""]
+              if "scope" in meta["selection"] else [])]
     (out_dir / "card.md").write_text("\n".join(card) + "\n")
     return path
 
@@ -590,20 +599,9 @@ def step_rescope(name: str, work: Path, cap: int, before: Path | None) -> None:
     gen, meta = load_model(MODELS_DIR / f"{name}.safetensors")
     if "adaptive" not in meta:
         raise SystemExit(f"{name} has no adaptive thresholds: nothing to decide per raster")
-    folder = work / run_name / "scope"
-    folder.mkdir(parents=True, exist_ok=True)
-    grid = {label: {"strength": meta.get("strength", 1.0), "adaptive": meta["adaptive"],
-                    "scope": scope} for label, scope in SCOPE_GRID.items()}
-    files = {label: save_model(folder / f"{v['scope']}.safetensors", gen,
-                               {**meta, "adaptive_scope": v["scope"]}, half=True)
-             for label, v in grid.items()}
     data = work / "data" / r.eval_dataset
     metrics = ["psnr", "alex-l", "vgg-l"]
-    val = model_eval.eval_rgb(data, files, "val", cap, 0, "families", metrics,
-                              per_raster=True)
-    choice = choose_variant(val, grid, r.strength_floor_db)
-    (folder / "val.json").write_text(json.dumps({"eval": val, "choice": choice}, indent=1)
-                                     + "\n")
+    choice = choose_scope(gen, meta, work / run_name / "scope", data, cap, r.strength_floor_db)
     meta["adaptive_scope"] = choice["scope"]
     meta["selection"]["scope"] = choice
     path = save_model(MODELS_DIR / f"{name}.safetensors", gen, meta, half=True)
@@ -618,6 +616,28 @@ def step_rescope(name: str, work: Path, cap: int, before: Path | None) -> None:
                       "degradations": out["info"]["degradations"]}
     (MODELS_DIR / f"{name}.eval.json").write_text(json.dumps(res, indent=1) + "\n")
     write_card(name, r, meta, res, out, work / run_name)
+
+
+def choose_scope(gen, meta: dict, folder: Path, dataset: Path, cap: int,
+                 clean_floor_db: float) -> dict:
+    """choose_variant's choice among SCOPE_GRID for `gen` (with `meta`'s adaptive thresholds),
+    scored per raster on the val split of `dataset` (also written to FOLDER/val.json)."""
+    import model_eval
+
+    from satsr.inference.modelfile import save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    grid = {label: {"strength": meta.get("strength", 1.0), "adaptive": meta["adaptive"],
+                    "scope": scope} for label, scope in SCOPE_GRID.items()}
+    files = {label: save_model(folder / f"{v['scope']}.safetensors", gen,
+                               {**meta, "adaptive_scope": v["scope"]}, half=True)
+             for label, v in grid.items()}
+    val = model_eval.eval_rgb(dataset, files, "val", cap, 0, "families",
+                              ["psnr", "alex-l", "vgg-l"], per_raster=True)
+    choice = choose_variant(val, grid, clean_floor_db)
+    (folder / "val.json").write_text(json.dumps({"eval": val, "choice": choice}, indent=1)
+                                     + "\n")
+    return choice
 
 
 #: The run each re-scoped bundled model was exported from (its val.csv goes into the card).

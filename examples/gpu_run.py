@@ -22,8 +22,9 @@ command of at most 8 minutes on an H200.
    gpu_run.json (the summary: one entry per step), gpu_run.jsonl (the same, one JSON line
    per step as it finishes), log.txt (the children's output), val-rgb-pre.csv and
    val-rgb-ft.csv (the stages' val logs), satsr-rgb-x4.safetensors + card.md (the model,
-   fp16: `bundled_models.finalize`'s, with the adaptive strength, where it can run there, else
-   the selected round as the trainer left it), and rgb-ft-run.tar (stage 2's model, val logs
+   fp16: `bundled_models.finalize`'s, with the adaptive strength decided per tile or per
+   raster as rescope chooses it, where it can run there, else the selected round as the
+   trainer left it), and rgb-ft-run.tar (stage 2's model, val logs
    and config, to run finalize on the CPU machine when it could not run on the GPU one:
    finalize scores vgg-l, and VGG16's LPIPS weights do not fit in the carry):
 
@@ -64,8 +65,8 @@ skipped, saying so):
    limit of its own): a short pilot run (`-n 100`) measures it/s, then `--resume` (exact)
    trains to the count that fills the budget;
 4. the finishing step: `bundled_models.finalize(run_dir, data_dir, out_dir, quick=...)` (the
-   aliasing probe and the adaptive strength; data_dir is the rgb8 dataset) when it exists and
-   VGG16's LPIPS is there, else the plain model file and card;
+   aliasing probe, the adaptive strength and where it is decided; data_dir is the rgb8
+   dataset) when it exists and VGG16's LPIPS is there, else the plain model file and card;
 5. issue 21's GPU measurements (--measure-s 75 kept for them): benchmarks/upscale_pipeline.py's
    train_vs_minimal, validation_seconds, model_path and sentinel_tile when the checkout has it
    (see `measurements`), else benchmarks/train_step.py's step vs minimal loop; each is printed

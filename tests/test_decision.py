@@ -79,7 +79,8 @@ def test_decide_pools_the_probe_and_reads_the_jpeg_grid_only_with_enough_evidenc
     _set_probe(gen, -30.0)  # every tile clean
     d = decide(gen.probe, tiles, (0.3, 0.6), jpeg_share=0.25)
     assert (d.share, d.reason) == (0.25, "jpeg") and d.jpeg_ratio is not None
-    assert decide(gen.probe, tiles, (0.3, 0.6), jpeg_share=None).share == 1.0
+    d = decide(gen.probe, tiles, (0.3, 0.6), jpeg_share=None)  # measured, not acted on
+    assert d.share == 1.0 and d.reason == "clean" and d.jpeg_ratio is not None
     small = tiles[..., :64, :64]  # 896 boundary pixels: not evidence enough
     d = decide(gen.probe, small, (0.3, 0.6), jpeg_share=0.0)
     assert d.jpeg_ratio is None and d.share == 1.0 and d.reason == "clean"
@@ -108,12 +109,19 @@ def test_a_fixed_share_replaces_the_per_tile_probe() -> None:
 
 def test_model_files_check_the_scope_records(tmp_path: Path) -> None:
     gen, meta = load_model(BUNDLED)
+    meta = {k: v for k, v in meta.items() if k not in ("adaptive_scope", "jpeg_share")}
     for bad in ({"adaptive_scope": "image"}, {"jpeg_share": 0.5},
+                {"adaptive_scope": "tile", "jpeg_share": 0.5},
                 {"adaptive_scope": "raster", "jpeg_share": 2.0},
                 {"adaptive_scope": "raster", "jpeg_share": True}):
         path = save_model(tmp_path / "m.safetensors", gen, {**meta, **bad}, half=True)
         with pytest.raises(SatsrError, match="adaptive_scope|jpeg_share"):
             load_model(path)
+    bare = {k: v for k, v in meta.items() if k != "adaptive"}
+    path = save_model(tmp_path / "m.safetensors", gen, {**bare, "adaptive_scope": "raster"},
+                      half=True)
+    with pytest.raises(SatsrError, match="'adaptive_scope' needs 'adaptive'"):
+        load_model(path)
     assert check_scope("tile") == "tile" and check_share(0) == 0.0
     with pytest.raises(ValueError):
         check_share(float("nan"))

@@ -119,6 +119,9 @@ def test_every_step_quick_on_cpu(tmp_path: Path) -> None:
     assert [next(iter(json.loads(x))) for x in lines] == list(steps)
     gen, meta = load_model(out / "satsr-rgb-x4.safetensors")
     assert gen.scale == 4
+    if finished == "finalize" and "adaptive" in meta:  # where the share is decided, chosen
+        assert meta["adaptive_scope"] == meta["selection"]["scope"]["scope"]
+        assert "Where the share is decided" in (out / "card.md").read_text()
     assert "rgb-ft" in (out / "card.md").read_text()
     with tarfile.open(out / "rgb-ft-run.tar") as tar:  # for finalize on another machine
         assert {"rgb-ft/model.safetensors", "rgb-ft/val.csv"} <= set(tar.getnames())

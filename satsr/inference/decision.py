@@ -91,11 +91,9 @@ def decide(probe: torch.nn.Module, tiles: torch.Tensor, adaptive: tuple[float, f
            jpeg_share: float | None) -> Decision:
     """The share for a raster sampled as `tiles` (N, C, H, W in [-1, 1], origins on the JPEG
     grid), from the aliasing `probe` with thresholds `adaptive` and, when `jpeg_share` is not
-    None, the JPEG grid check."""
-    ratio = None
-    if jpeg_share is not None:
-        r, n = jpeg_grid_ratio(tiles)
-        ratio = r if n >= JPEG_MIN_BOUNDARY else None
+    None, the JPEG grid check (the ratio is measured and returned in any case)."""
+    r, n = jpeg_grid_ratio(tiles)  # recorded either way; acted on with a jpeg_share
+    ratio = r if n >= JPEG_MIN_BOUNDARY else None
     busy = tiles.float().mean(dim=1).var(dim=(-2, -1)) >= FLAT_VARIANCE
     p_median = None
     if bool(busy.any()):
