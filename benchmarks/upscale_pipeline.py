@@ -15,7 +15,8 @@ CPU (any session):
   precision, inputs already on the device): host-side work = upscale - forward, as a
   fraction of the upscale's wall time (target <= 0.20), and both output MPix/s; with
   `bare_precision="bf16"` also the upscale's MPix/s over the bare bf16 forward's (GPU
-  target >= 0.5).
+  target >= 0.5); the per-raster decision's share of the upscale (`decision_fraction`,
+  part of the host-side work), timed again on its own.
 
 GPU (`--device cuda`; each also runs on the CPU, slowly):
 * `train_vs_minimal`: `satsr train`'s inner loop (the train loader, its workers making the
@@ -287,9 +288,12 @@ def model_path(size: int | None = None, quick: bool = False, device: str = "cpu"
         t = time.perf_counter()
         upscale_raster(src, Path(tmp) / "out.tif", engine, precision=precision)
         up = time.perf_counter() - t
+        decision = decision_seconds(engine, src)
     engine.forward = forward
     out_mpix = (size * engine.scale) ** 2 / 1e6
     res = {"size": float(size), "upscale_s": up, "upscale_mpix_s": out_mpix / up}
+    if decision is not None:  # part of upscale_s: the per-raster share's pre-pass
+        res.update(decision_s=decision, decision_fraction=decision / up)
     if bare:  # `bare=False` (CPU only): the in-run split alone, half the time
         fwd = bare_forward(engine, size, size, tile, DEFAULT_OVERLAP, batch,
                            precision == "bf16")
@@ -305,6 +309,24 @@ def model_path(size: int | None = None, quick: bool = False, device: str = "cpu"
                    bare_bf16=float(bare_precision == "bf16"),
                    ratio_vs_bare=(out_mpix / up) / (out_mpix / bare_s))
     return res
+
+
+def decision_seconds(engine: Any, src: Path) -> float | None:
+    """Seconds of the per-raster decision (satsr.inference.decision: sampling the raster and
+    the probe's median) that `upscale_raster` runs before the tiles for a model deciding per
+    raster; None for other engines."""
+    import rasterio
+
+    from satsr.inference import writer
+
+    scope = writer._scope(engine, None)
+    if scope != "raster":
+        return None
+    with rasterio.open(src) as ds:
+        plan = writer._plan(ds, src, src.with_name("unused.tif"), engine, None, None, False)
+        t = time.perf_counter()
+        writer._apply_scope(ds, plan, engine, scope)
+        return time.perf_counter() - t
 
 
 # ------------------------------------------------------------------- training (GPU targets)
@@ -526,6 +548,9 @@ def report(res: dict[str, Any]) -> list[str]:
             prec = "bf16" if r.get("bare_bf16", 1.0) else "fp32"
             line += (f"; vs the bare {prec} forward {r['bare_mpix_s']:.1f} MPix/s: "
                      f"{r['ratio_vs_bare']:.2f}x (target >= 0.5)")
+        if "decision_s" in r:
+            line += (f"; the per-raster decision took {r['decision_s']:.3f} s of it "
+                     f"({100 * r['decision_fraction']:.1f} %)")
         lines.append(line)
     if "train_vs_minimal" in res:
         r = res["train_vs_minimal"]
