@@ -171,6 +171,13 @@ def test_upscale_decides_once_per_raster_and_records_it(
     assert np.array_equal(out, full) and "SATSR_DECISION" not in tags_off
     assert not np.array_equal(out, _up(capsys, clean, "-o", o, "--model", model,
                                        "--strength", "0")[0])
+    from satsr.inference.engine import load_engine
+    from satsr.inference.writer import upscale_raster
+
+    engine = load_engine(model, device="cpu")
+    res = upscale_raster(near, tmp_path / "api.tif", engine)
+    assert res.decision is not None and res.decision.share == 0.0
+    assert engine.generator.fixed_share is None  # the engine is per tile again afterwards
     _, tags = _up(capsys, near, "-o", o, "--model", model, "--adaptive", "tile")
     assert tags["SATSR_ADAPTIVE_SCOPE"] == "tile" and "SATSR_DECISION" not in tags
 

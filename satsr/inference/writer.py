@@ -688,6 +688,8 @@ def _stream(ds: Any, src: Path, out: Any, plan: _Plan, engine: Engine, tile: int
             sink.abandon()
         bar.stop()
         rd.close()
+        if getattr(engine.generator, "fixed_share", None) is not None:
+            engine.generator.fixed_share = None  # a raster's share ends with it
     (in_lo, in_hi), (out_lo, out_hi) = seen["in"], seen["out"]
     if engine.is_model and in_hi > in_lo and out_hi == out_lo:
         raise SatsrError(f"the model made every output pixel {out_lo:g} from an input that "
