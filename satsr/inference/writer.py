@@ -277,7 +277,8 @@ def _apply_scope(ds: Any, plan: _Plan, engine: Engine, scope: str | None) -> Dec
     plan.tags["SATSR_ADAPTIVE_SCOPE"] = scope
     if scope != "raster":
         return None
-    tiles = _sample_tiles(ds, plan, not engine.unclipped)
+    # the probe sees what the forward's probe sees: the input clipped to the model's range
+    tiles = _sample_tiles(ds, plan, not engine.unclipped).clamp(-1.0, 1.0)
     jpeg_share = engine.meta.get("jpeg_share")
     d = decide(gen.probe, tiles.to(engine.device), gen.adaptive,
                None if jpeg_share is None else float(jpeg_share))
