@@ -163,7 +163,7 @@ def test_upscale_decides_once_per_raster_and_records_it(
     assert tags["SATSR_DECISION"].startswith("aliased; share 0;")
     bic, _ = _up(capsys, near, "-o", o, "--model", model, "--strength", "0")
     assert np.array_equal(out, bic)
-    # the clean raster (probe median about 0.03, far below lo): the whole correction, as
+    # the clean raster (probe median about 0.02, far below lo): the whole correction, as
     # --adaptive off gives it
     out, tags = _up(capsys, clean, "-o", o, "--model", model)
     assert tags["SATSR_DECISION"].startswith("clean; share 1;")
