@@ -319,13 +319,12 @@ def decision_seconds(engine: Any, src: Path) -> float | None:
 
     from satsr.inference import writer
 
-    scope = writer._scope(engine, None)
-    if scope != "raster":
+    if writer._scope(engine, None) != "raster":
         return None
     with rasterio.open(src) as ds:
         plan = writer._plan(ds, src, src.with_name("unused.tif"), engine, None, None, False)
         t = time.perf_counter()
-        writer._apply_scope(ds, plan, engine, scope)
+        writer._apply_scope(ds, plan, engine, None)
         return time.perf_counter() - t
 
 

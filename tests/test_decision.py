@@ -195,3 +195,23 @@ def test_upscale_refuses_adaptive_where_it_does_not_apply(
                             "--adaptive", "raster"], capsys)
     refused(code, err, "aliasing probe")
     assert not o.exists()
+
+
+def test_a_folder_with_rasters_the_table_gives_a_probe_less_model_warns_and_goes_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    src = tmp_path / "in"
+    src.mkdir()
+    _lr(src, "rgb.tif", "bicubic")
+    shutil.copy(Path(__file__).parent / "data" / "landsat8_rgb16_60m.tif", src / "u16.tif")
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run_cli(["upscale", str(src), "-o", str(out), "--adaptive", "off"], capsys)
+    assert code == 0, err
+    assert "adaptive does not apply to satsr-ms-x4" in err
+    with rasterio.open(out / "rgb.tif") as ds:
+        assert ds.tags()["SATSR_ADAPTIVE_SCOPE"] == "off"
+    with rasterio.open(out / "u16.tif") as ds:
+        assert "SATSR_ADAPTIVE_SCOPE" not in ds.tags()
+

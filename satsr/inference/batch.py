@@ -358,6 +358,7 @@ class _Engines:
         if choice.model not in self.loaded:
             self.loaded[choice.model] = load_engine(choice.path, None, self.scale, self.spec,
                                                     self.strength)
+            self.loaded[choice.model].from_choice = True
         return self.loaded[choice.model]
 
 

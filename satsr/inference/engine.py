@@ -63,6 +63,9 @@ class Engine:
     #: The generator behind `forward` (None for baselines): `satsr upscale` sets its
     #: per-raster correction share (satsr.inference.decision) before running a raster.
     generator: Any = None
+    #: True when the choice table picked this model for the raster (no --model): options
+    #: that do not apply to it are then ignored with a warning rather than refused.
+    from_choice: bool = False
 
     @classmethod
     def from_generator(cls, gen: Generator, scaling: BandScaling | None = None,

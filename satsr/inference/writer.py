@@ -197,7 +197,7 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
         with ds:
             plan = _plan(ds, src, dst, engine, bands, nodata, cog, scaling)
             plan.bf16 = bf16
-            decision = _apply_scope(ds, plan, engine, _scope(engine, adaptive))
+            decision = _apply_scope(ds, plan, engine, adaptive, engine.from_choice)
             s = engine.scale
             width, height = ds.width * s, ds.height * s
             if creation_options:  # refused before any work, not ignored
@@ -244,16 +244,19 @@ def _engine(src: Path, model: Engine | str | Path | None, method: str | None,
     if model is None and method is None:
         from satsr.inference.choice import choose_model
 
-        model = choose_model(src, bands).path
+        engine = load_engine(choose_model(src, bands).path, None, scale, device, strength)
+        engine.from_choice = True
+        return engine
     return load_engine(model, method, scale, device, strength)
 
 
-def _scope(engine: Engine, adaptive: str | None) -> str | None:
+def _scope(engine: Engine, adaptive: str | None, chosen: bool = False) -> str | None:
     """Where the correction share is decided: `raster` (one share from samples of the whole
     raster, JPEG grid included: satsr.inference.decision; recorded in the SATSR_DECISION
     tag), `tile` (each tile's own probe reading) or `off` (the whole correction everywhere);
     `adaptive` or the model's `adaptive_scope` (tile when it has none). None for engines
-    without an adaptive probe; `adaptive` given for such an engine is refused."""
+    without an adaptive probe; `adaptive` given for such an engine is refused, or, when the
+    choice table `chosen` it for this raster, ignored with a warning."""
     gen = engine.generator
     probing = gen is not None and getattr(gen, "probe", None) is not None \
         and getattr(gen, "adaptive", None) is not None
@@ -261,15 +264,21 @@ def _scope(engine: Engine, adaptive: str | None) -> str | None:
         raise SatsrError(f"adaptive takes {', '.join(SCOPES)}, not {adaptive!r}",
                          option="adaptive")
     if not probing:
-        if adaptive is not None:
+        if adaptive is not None and chosen:  # e.g. a folder's multispectral rasters
+            warnings.warn(f"adaptive does not apply to {Path(engine.name).name} (no aliasing "
+                          "probe): ignored for this raster", UpscaleWarning, stacklevel=3)
+        elif adaptive is not None:
             raise SatsrError(f"adaptive applies to models with an aliasing probe and adaptive "
                              f"thresholds; {engine.name} has none", option="adaptive")
         return None
     return adaptive or str(engine.meta.get("adaptive_scope", "tile"))
 
 
-def _apply_scope(ds: Any, plan: _Plan, engine: Engine, scope: str | None) -> Decision | None:
-    """Set the generator's share for this raster (an engine serves several rasters)."""
+def _apply_scope(ds: Any, plan: _Plan, engine: Engine, adaptive: str | None,
+                 chosen: bool = False) -> Decision | None:
+    """Set the generator's share for this raster (an engine serves several rasters), where
+    _scope(engine, adaptive, chosen) says; the decision when one was made per raster."""
+    scope = _scope(engine, adaptive, chosen)
     if scope is None:
         return None
     gen = engine.generator
