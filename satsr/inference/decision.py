@@ -40,7 +40,8 @@ JPEG_BLOCK = 8
 #: Grid-boundary step over the other steps above which a raster is read as JPEG-coded.
 JPEG_GRID_RATIO = 1.07
 #: Boundary pixels (both axes) the sample must hold before the JPEG ratio is read: about 31
-#: tiles of 64 x 64 input pixels (896 boundary pixels each), or a 340 x 340 raster read whole.
+#: tiles of 64 x 64 input pixels (896 boundary pixels each), which `satsr upscale` samples
+#: from rasters of about 384 x 384 px and more.
 #: On the train split of the shared 8-bit sources, 32 tiles drawn at random read 0.90-1.08
 #: clean or resampled, and 1.02-1.31 JPEG-coded (quality 50-90); 1.07 separates them except
 #: on the smoothest (Landsat 7 at 300 m, Colorado): there a JPEG raster may be missed, or,
