@@ -375,7 +375,9 @@ def step_adaptive(gen, meta: dict, folder: Path, dataset: Path, cap: int,
                   clean_floor_db: float, grid: dict[str, dict] | None = None) -> dict:
     """Score `gen` (carrying a probe) in every variant of `grid` on the val split of
     `dataset` under every eval family; returns choose_variant's choice (also written to
-    FOLDER/val.json) with each variant's model file in FOLDER."""
+    FOLDER/val.json) with each variant's model file in FOLDER. A variant with a "scope"
+    records it as its adaptive_scope, and one scoped per raster is scored per raster
+    (model_eval --per-raster)."""
     import model_eval
 
     from satsr.inference.modelfile import save_model
@@ -384,14 +386,17 @@ def step_adaptive(gen, meta: dict, folder: Path, dataset: Path, cap: int,
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     for label, v in grid.items():
-        m = {k: val for k, val in meta.items() if k not in ("adaptive", "strength")}
+        m = {k: val for k, val in meta.items()
+             if k not in ("adaptive", "strength", "adaptive_scope")}
         m.update(strength=v["strength"], zero_mean=True)
         if v["adaptive"] is not None:
             m["adaptive"] = v["adaptive"]
+        if "scope" in v:
+            m["adaptive_scope"] = v["scope"]
         files[label] = save_model(folder / f"{label.replace(' ', '_')}.safetensors", gen, m,
                                   half=True)
     val = model_eval.eval_rgb(dataset, files, "val", cap, 0, "families",
-                              ["psnr", "alex-l", "vgg-l"])
+                              ["psnr", "alex-l", "vgg-l"], per_raster=True)
     choice = choose_variant(val, grid, clean_floor_db)
     (folder / "val.json").write_text(json.dumps({"eval": val, "choice": choice}, indent=1)
                                      + "\n")
@@ -620,24 +625,11 @@ def step_rescope(name: str, work: Path, cap: int, before: Path | None) -> None:
 
 def choose_scope(gen, meta: dict, folder: Path, dataset: Path, cap: int,
                  clean_floor_db: float) -> dict:
-    """choose_variant's choice among SCOPE_GRID for `gen` (with `meta`'s adaptive thresholds),
-    scored per raster on the val split of `dataset` (also written to FOLDER/val.json)."""
-    import model_eval
-
-    from satsr.inference.modelfile import save_model
-
-    folder.mkdir(parents=True, exist_ok=True)
+    """step_adaptive's choice among SCOPE_GRID for `gen` with `meta`'s strength and adaptive
+    thresholds."""
     grid = {label: {"strength": meta.get("strength", 1.0), "adaptive": meta["adaptive"],
                     "scope": scope} for label, scope in SCOPE_GRID.items()}
-    files = {label: save_model(folder / f"{v['scope']}.safetensors", gen,
-                               {**meta, "adaptive_scope": v["scope"]}, half=True)
-             for label, v in grid.items()}
-    val = model_eval.eval_rgb(dataset, files, "val", cap, 0, "families",
-                              ["psnr", "alex-l", "vgg-l"], per_raster=True)
-    choice = choose_variant(val, grid, clean_floor_db)
-    (folder / "val.json").write_text(json.dumps({"eval": val, "choice": choice}, indent=1)
-                                     + "\n")
-    return choice
+    return step_adaptive(gen, meta, folder, dataset, cap, clean_floor_db, grid)
 
 
 #: The run each re-scoped bundled model was exported from (its val.csv goes into the card).
