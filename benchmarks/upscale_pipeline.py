@@ -319,7 +319,7 @@ def decision_seconds(engine: Any, src: Path) -> float | None:
 
     from satsr.inference import writer
 
-    if writer._scope(engine, None) != "raster":
+    if writer.adaptive_scope(engine, None) != "raster":
         return None
     with rasterio.open(src) as ds:
         plan = writer._plan(ds, src, src.with_name("unused.tif"), engine, None, None, False)

@@ -75,23 +75,6 @@ def _check_values(tile: int | None, overlap: int, batch_size: int | None, bands:
         strength_value(strength)
 
 
-def _check_adaptive(adaptive: str | None, engine: Any) -> None:
-    """--adaptive: one of the scopes, for a model (`engine`: the one given with --model or
-    --method; None when the choice table picks per raster, which ignores it, with a warning,
-    for a model without an aliasing probe)."""
-    from satsr.inference.decision import SCOPES
-
-    if adaptive is None:
-        return
-    if adaptive not in SCOPES:
-        raise SatsrError(f"--adaptive takes {', '.join(SCOPES)}, not {adaptive!r}")
-    if engine is not None and not engine.is_model:
-        raise SatsrError("--adaptive applies to a model")
-    if engine is not None and getattr(engine.generator, "adaptive", None) is None:
-        raise SatsrError(f"--adaptive applies to models with an aliasing probe and adaptive "
-                         f"thresholds; {engine.name} has none")
-
-
 def _check_tiling(device_kind: str, tile: int | None, overlap: int) -> None:
     """The tile stride check of satsr.inference.tiling, worded with the flags (before any
     file work)."""
@@ -168,6 +151,7 @@ def command(
     from satsr.data.raster import parse_bands
     from satsr.inference.batch import upscale_rasters
     from satsr.inference.engine import load_engine
+    from satsr.inference.writer import adaptive_scope, check_adaptive_option
     from satsr.nn.device import resolve_device
 
     _check_values(tile, overlap, batch_size, bands, scale, strength)
@@ -179,10 +163,9 @@ def command(
     creation = parse_creation_options(co)
     band_list = parse_bands(bands)
     _check_targets(files, several, out, overwrite or skip_existing, model)
+    check_adaptive_option(adaptive)
     if model is not None or method is not None:  # a bad model or method fails before work
-        _check_adaptive(adaptive, load_engine(model, method, scale, device, strength))
-    elif adaptive is not None:
-        _check_adaptive(adaptive, None)
+        adaptive_scope(load_engine(model, method, scale, device, strength), adaptive)
     err = Console(stderr=True)
     _check_tiling(resolve_device(device).type, tile, overlap)  # worded with the flags
     world = int(os.environ.get("WORLD_SIZE", "1"))

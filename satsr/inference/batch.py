@@ -357,8 +357,7 @@ class _Engines:
         self.say(f"{printable(src.name)}: using {choice.model}: {choice.reason}")
         if choice.model not in self.loaded:
             self.loaded[choice.model] = load_engine(choice.path, None, self.scale, self.spec,
-                                                    self.strength)
-            self.loaded[choice.model].from_choice = True
+                                                    self.strength, from_choice=True)
         return self.loaded[choice.model]
 
 

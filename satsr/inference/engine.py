@@ -118,12 +118,13 @@ def _band_by_band(fwd: Callable[[torch.Tensor], torch.Tensor]
 
 def load_engine(model: str | Path | None = None, method: str | None = None,
                 scale: int | None = None, device: str = "auto",
-                strength: float | None = None) -> Engine:
+                strength: float | None = None, from_choice: bool = False) -> Engine:
     """A model file / run folder (`model`) or a baseline (`method`), on `device`.
 
     `scale` is the baselines' factor (default 4); a model has its own, so with a model
     `scale` must be None or equal to it (silently ignoring it would surprise). `strength`
     (residual models only, 0 to 1) overrides the model's recorded correction strength.
+    `from_choice`: the choice table picked `model` (Engine.from_choice).
     """
     if model is not None and method is not None:
         raise SatsrError("give either model or method, not both", option=("model", "method"))
@@ -142,7 +143,9 @@ def load_engine(model: str | Path | None = None, method: str | None = None,
     if strength is not None:
         gen.strength = check_strength(strength, gen, f"--strength (model {path})")
         meta = {**meta, "strength": gen.strength}
-    return Engine.from_generator(gen, model_scaling(meta), dev, name=str(path), meta=meta)
+    engine = Engine.from_generator(gen, model_scaling(meta), dev, name=str(path), meta=meta)
+    engine.from_choice = from_choice
+    return engine
 
 
 def _first_non_finite(t: torch.Tensor) -> int | None:

@@ -181,7 +181,7 @@ def upscale_raster(src: str | Path, dst: str | Path, model: Engine | str | Path 
     and refuse bf16.
 
     `adaptive` (models with an aliasing probe): `raster`, `tile` or `off`, where the share of
-    the correction is decided (see _scope; default: the model's `adaptive_scope`).
+    the correction is decided (see adaptive_scope; default: the model's `adaptive_scope`).
     """
 
     t0 = time.perf_counter()
@@ -244,32 +244,40 @@ def _engine(src: Path, model: Engine | str | Path | None, method: str | None,
     if model is None and method is None:
         from satsr.inference.choice import choose_model
 
-        engine = load_engine(choose_model(src, bands).path, None, scale, device, strength)
-        engine.from_choice = True
-        return engine
+        return load_engine(choose_model(src, bands).path, None, scale, device, strength,
+                           from_choice=True)
     return load_engine(model, method, scale, device, strength)
 
 
-def _scope(engine: Engine, adaptive: str | None, chosen: bool = False) -> str | None:
+def check_adaptive_option(adaptive: str | None) -> None:
+    """`adaptive` is None or one of the scopes (satsr.inference.decision.SCOPES)."""
+    if adaptive is not None and adaptive not in SCOPES:
+        raise SatsrError(f"adaptive takes {', '.join(SCOPES)}, not {adaptive!r}",
+                         option="adaptive")
+
+
+def adaptive_scope(engine: Engine, adaptive: str | None, chosen: bool = False) -> str | None:
     """Where the correction share is decided: `raster` (one share from samples of the whole
     raster, JPEG grid included: satsr.inference.decision; recorded in the SATSR_DECISION
     tag), `tile` (each tile's own probe reading) or `off` (the whole correction everywhere);
     `adaptive` or the model's `adaptive_scope` (tile when it has none). None for engines
-    without an adaptive probe; `adaptive` given for such an engine is refused, or, when the
-    choice table `chosen` it for this raster, ignored with a warning."""
+    without an adaptive probe; `adaptive` given for a baseline is refused, and for a model
+    without a probe refused too, or, when the choice table `chosen` it for this raster,
+    ignored with a warning."""
+    check_adaptive_option(adaptive)
+    if adaptive is not None and not engine.is_model:
+        raise SatsrError(f"adaptive applies to a model, not to {engine.name} interpolation",
+                         option="adaptive")
     gen = engine.generator
     probing = gen is not None and getattr(gen, "probe", None) is not None \
         and getattr(gen, "adaptive", None) is not None
-    if adaptive is not None and adaptive not in SCOPES:
-        raise SatsrError(f"adaptive takes {', '.join(SCOPES)}, not {adaptive!r}",
-                         option="adaptive")
     if not probing:
         if adaptive is not None and chosen:  # e.g. a folder's multispectral rasters
             warnings.warn(f"adaptive does not apply to {Path(engine.name).name} (no aliasing "
                           "probe): ignored for this raster", UpscaleWarning, stacklevel=3)
         elif adaptive is not None:
-            raise SatsrError(f"adaptive applies to models with an aliasing probe and adaptive "
-                             f"thresholds; {engine.name} has none", option="adaptive")
+            raise SatsrError(f"adaptive applies to models with an aliasing probe; "
+                             f"{Path(engine.name).name} has none", option="adaptive")
         return None
     return adaptive or str(engine.meta.get("adaptive_scope", "tile"))
 
@@ -277,8 +285,9 @@ def _scope(engine: Engine, adaptive: str | None, chosen: bool = False) -> str | 
 def _apply_scope(ds: Any, plan: _Plan, engine: Engine, adaptive: str | None,
                  chosen: bool = False) -> Decision | None:
     """Set the generator's share for this raster (an engine serves several rasters), where
-    _scope(engine, adaptive, chosen) says; the decision when one was made per raster."""
-    scope = _scope(engine, adaptive, chosen)
+    adaptive_scope(engine, adaptive, chosen) says; the decision when one was made per
+    raster."""
+    scope = adaptive_scope(engine, adaptive, chosen)
     if scope is None:
         return None
     gen = engine.generator
