@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
-from satsr.nn.aliasing import FLAT_VARIANCE, adaptive_weight
+from satsr.nn.aliasing import adaptive_weight, flat_tiles
 
 #: Block side of the JPEG grid, in input pixels.
 JPEG_BLOCK = 8
@@ -95,7 +95,7 @@ def decide(probe: torch.nn.Module, tiles: torch.Tensor, adaptive: tuple[float, f
     None, the JPEG grid check (the ratio is measured and returned in any case)."""
     r, n = jpeg_grid_ratio(tiles)  # recorded either way; acted on with a jpeg_share
     ratio = r if n >= JPEG_MIN_BOUNDARY else None
-    busy = tiles.float().mean(dim=1).var(dim=(-2, -1)) >= FLAT_VARIANCE
+    busy = ~flat_tiles(tiles)
     p_median = None
     if bool(busy.any()):
         with torch.no_grad():

@@ -48,8 +48,12 @@ class AliasingProbe(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = torch.sigmoid(self.logits(x))
-        flat = x.float().mean(dim=1).var(dim=(-2, -1)) < FLAT_VARIANCE
-        return torch.where(flat, torch.zeros_like(p), p)
+        return torch.where(flat_tiles(x), torch.zeros_like(p), p)
+
+
+def flat_tiles(x: torch.Tensor) -> torch.Tensor:
+    """(N,) True for the tiles of (N, C, H, W) whose grey varies less than FLAT_VARIANCE."""
+    return x.float().mean(dim=1).var(dim=(-2, -1)) < FLAT_VARIANCE
 
 
 def adaptive_weight(p: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
