@@ -80,6 +80,24 @@ for _name, _src in MS_SOURCES.items():
 # the committed split's val blocks of the Bahamas scene are all nodata collar: no val chips
 DATASETS["ms-l7-300m"].args += ["--split", "0.85,0,0.15"]
 
+#: The fetched corpus (`python examples/corpus.py CORPUS`; `data WORK --corpus CORPUS`), cut
+#: without the committed split (no corpus raster is in it; 5 % of chips for validation, none
+#: for test). Sources are patterns under CORPUS. "corpus-rgb8" is stage 1 of satsr-rgb-x4;
+#: stage 1 of satsr-ms-x4 reads "corpus-bands", every band of the CORPUS_BANDS datasets
+#: (panchromatic 0.3-0.5 m, SpaceNet multispectral 1 m, a Landsat 5 scene, and photographs as
+#: three bands each), merged by `satsr band-samples` as "bands" is.
+_CORPUS = ["--size", "128", "--split", "0.95,0.05,0", "--seed", "0", "--max-nodata", "0.01"]
+CORPUS_DATASETS = {
+    "corpus-rgb8": Dataset(["rgb8/*.tif"], ["--nodata", "0", "--count", "6000", *_CORPUS]),
+    "corpus-pan": Dataset(["pan/*.tif"], ["--count", "1500", *_CORPUS]),
+    "corpus-ms": Dataset(["ms/ms?.tif"], ["--count", "300", *_CORPUS]),
+    "corpus-l5": Dataset(["ms/nebraska_landsat5_with_nodata_wgs84.tif"],
+                         ["--count", "1500", *_CORPUS]),
+    "corpus-photo": Dataset(["rgb8/photo_*.tif"], ["--nodata", "0", "--count", "1500",
+                                                   *_CORPUS]),
+}
+CORPUS_BANDS = ["corpus-pan", "corpus-ms", "corpus-l5", "corpus-photo"]
+
 
 @dataclass
 class Recipe:
@@ -198,13 +216,29 @@ RECIPES["rgb-ft"] = Recipe(
     "the 8-bit RGB model (stage 2: adv+rec fine-tuning of the corpus-pre-trained generator "
     "on the shared 8-bit sources, clean LR; adaptive strength)",
     floor_db=0.5, eval_dataset="rgb8", strength_floor_db=0.5, adaptive=True)
+#: 0.6 (issue 20): the band-by-band model in two stages, as the RGB one. Stage 1 pre-trains
+#: the residual generator with a pixel loss on every band of the fetched corpus
+#: ("corpus-bands": panchromatic, SpaceNet multispectral, Landsat 5, photographs); stage 2
+#: fine-tunes it with adv+rec on every band of the six shared 5-300 m sources through the
+#: committed split. Both on `realistic` LR, as 0.2 was trained: this model has no aliasing
+#: probe, so its robustness to resampled, blurred and compressed input is learnt, and its
+#: fixed strength is chosen on val under every LR family.
+RECIPES["ms-pre"] = Recipe(
+    "corpus-bands",
+    ["--variant", "mse", "--residual", "--upsample", "nearest", "--degradation", "realistic",
+     "--select", "psnr", "--hr-size", "64", "-b", "10", "-n", "3000", "--val-every", "500",
+     "--val-chips", "48", "--checkpoint-every", "500", "--log-every", "50", "--seed", "0"],
+    "stage 1 of satsr-ms-x4: mse pre-training on every band of the fetched corpus",
+    criterion="psnr", floor_db=10.0, eval_kind="ms", eval_dataset="bands")
 RECIPES["satsr-ms-x4"] = Recipe(
     "bands",
     ["--variant", "adv+rec", "--residual", "--upsample", "nearest", "--lambda2", "1e-4",
      "--degradation", "realistic", "--select", "pe-l", "--psnr-floor", "0",
-     "--hr-size", "96", "-b", "10", "-n", "750", "--val-every", "250", "--val-chips", "48",
+     "--init-from", "{work}/ms-pre/model.safetensors",
+     "--hr-size", "64", "-b", "10", "-n", "2000", "--val-every", "250", "--val-chips", "48",
      "--checkpoint-every", "250", "--log-every", "50", "--seed", "0"],
-    "the band-by-band model: any band count and dtype (5 m to 300 m sources)",
+    "the band-by-band model: any band count and dtype (stage 2: adv+rec fine-tuning of the "
+    "corpus-pre-trained generator on every band of the shared 5 m to 300 m sources)",
     floor_db=0.1, eval_kind="ms", eval_dataset="bands", strength_grid=(0.25, 0.5, 0.75, 1.0),
     strength_floor_db=0.1)
 
@@ -245,6 +279,23 @@ def step_data(work: Path, names: list[str] | None = None) -> None:
              "-o", str(work / "data" / name), "--overwrite"])
     if not names or "bands" in names:
         step_bands(work)
+
+
+def step_corpus(work: Path, corpus: Path, names: list[str] | None = None) -> None:
+    """The datasets cut from the fetched corpus (CORPUS_DATASETS, then "corpus-bands")."""
+    (work / "data").mkdir(parents=True, exist_ok=True)
+    for name, d in CORPUS_DATASETS.items():
+        if names and name not in names:
+            continue
+        sources = sorted(str(f) for pattern in d.sources for f in corpus.glob(pattern))
+        if not sources:
+            raise SystemExit(f"no {' '.join(d.sources)} under {corpus}: run "
+                             f"`python examples/corpus.py {corpus}` first")
+        run([*SATSR, "make-dataset", *sources, *d.args, "-o", str(work / "data" / name),
+             "--overwrite"])
+    if not names or "corpus-bands" in names:
+        run([*SATSR, "band-samples", *[str(work / "data" / n) for n in CORPUS_BANDS], "-o",
+             str(work / "data" / "corpus-bands"), "--overwrite"])
 
 
 def step_bands(work: Path) -> None:
@@ -687,6 +738,45 @@ def step_resaturate(name: str, work: Path, cap: int) -> None:
     print(saturation_line(name, res["saturation"]))
 
 
+def _init_stage(r: Recipe) -> str | None:
+    """The recipe whose model a recipe starts from (`--init-from {work}/NAME/...`), if any."""
+    try:
+        init = _option(r.train, "--init-from")
+    except KeyError:
+        return None
+    return init.split("/")[1] if init.startswith("{work}/") else None
+
+
+def _reproduce(r: Recipe, command: str) -> str:
+    """The commands that make a recipe's run: the datasets, the stage it starts from (and its
+    corpus datasets), then its own training."""
+    pre = _init_stage(r)
+    steps = ["`python examples/bundled_models.py data WORK`"]
+    if pre:
+        if RECIPES[pre].dataset in (*CORPUS_DATASETS, "corpus-bands"):
+            steps.append("`python examples/corpus.py CORPUS`")
+            steps.append("`python examples/bundled_models.py data WORK --corpus CORPUS`")
+        steps.append(f"`python examples/bundled_models.py train {pre} WORK`")
+    return ", then ".join([*steps, f"`{command}`"])
+
+
+def _stage1_lines(r: Recipe, work: Path) -> list[str]:
+    """The card's line on the stage a recipe starts from: its data, iterations and the val
+    round its --select kept against bicubic (from its run folder)."""
+    pre = _init_stage(r)
+    if not pre or not (work / pre / "val.csv").is_file():
+        return []
+    p = RECIPES[pre]
+    best = choose_round(work / pre, p.criterion, p.floor_db)
+    bic = json.loads((work / pre / "val_bicubic.json").read_text())
+    return [f"- stage 1 (`{pre}`, the model this run starts from): {p.description}; the "
+            f"'{p.dataset}' dataset, `{_option(p.train, '--variant')}`, "
+            f"{_option(p.train, '-n')} iterations at HR {_option(p.train, '--hr-size')}; val "
+            f"(its own split) round {int(best['iteration'])}: PSNR {best['psnr']:.2f} dB "
+            f"(bicubic {bic['psnr']:.2f}), vgg-l {best['vgg-l']:.4f} ({bic['vgg-l']:.4f}), "
+            f"alex-l {best['alex-l']:.4f} ({bic['alex-l']:.4f})"]
+
+
 def write_card(name: str, r: Recipe, meta: dict, res: dict, out: dict, run_dir: Path) -> None:
     import model_eval
 
@@ -713,8 +803,9 @@ def write_card(name: str, r: Recipe, meta: dict, res: dict, out: dict, run_dir: 
         f"λ1 = {t['lambda1']:g}, λ2 = {t['lambda2']:g}, {t['n_blocks']} blocks x "
         f"{t['features']} maps, {t['upsample']} resize-convolution upsampling, seed {t['seed']}",
         f"- hardware: {t['hardware']}; time: {t['seconds'] / 60:.0f} min",
-        f"- reproduce: `python examples/bundled_models.py data WORK`, then `{t['command']}`, "
-        f"then `python examples/bundled_models.py export {name} WORK`{rescope}", "",
+        *_stage1_lines(r, run_dir.parent),
+        f"- reproduce: {_reproduce(r, t['command'])}, then "
+        f"`python examples/bundled_models.py export {name} WORK`{rescope}", "",
         "## Round kept (validation split, never test)", "",
         f"Lowest val {sel['criterion']} among rounds with val PSNR >= bicubic - "
         f"{sel['psnr_floor']:g} dB (LR made by the training degradation):", "",
@@ -783,6 +874,8 @@ def main() -> None:
     d = sub.add_parser("data")
     d.add_argument("work", type=Path)
     d.add_argument("--only", nargs="*", help="Dataset names (default: all).")
+    d.add_argument("--corpus", type=Path, help="The fetched corpus (examples/corpus.py OUT): "
+                   "cut its datasets (CORPUS_DATASETS, corpus-bands) instead of the shared ones.")
     t = sub.add_parser("train")
     t.add_argument("name", choices=sorted(RECIPES))
     t.add_argument("work", type=Path)
@@ -815,7 +908,9 @@ def main() -> None:
     s.add_argument("--cap", type=int, default=16, help="Test chips per source at most.")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
-    if a.step == "data":
+    if a.step == "data" and a.corpus:
+        step_corpus(a.work, a.corpus, a.only)
+    elif a.step == "data":
         step_data(a.work, a.only)
     elif a.step == "train":
         step_train(a.name, a.work, a.extra)

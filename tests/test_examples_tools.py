@@ -81,3 +81,67 @@ def test_per_raster_eval_decides_each_source_and_family_from_all_its_chips(tmp_p
     assert m.decide(hr, Degradation.resolve("nearest", 4), 0).startswith("aliased; share 0;")
     lr = torch.rand(1, 3, 8, 8) * 2 - 1
     assert torch.equal(m.method().run(lr), gen._bicubic(lr).clamp(-1, 1))
+
+
+def test_every_recipe_reads_a_dataset_the_data_step_makes_and_starts_from_a_recipe() -> None:
+    made = {*bundled_models.DATASETS, *bundled_models.CORPUS_DATASETS, "bands", "corpus-bands"}
+    for name, r in bundled_models.RECIPES.items():
+        assert r.dataset in made, name
+        pre = bundled_models._init_stage(r)
+        assert pre is None or pre in bundled_models.RECIPES, name
+    assert bundled_models._init_stage(bundled_models.RECIPES["satsr-ms-x4"]) == "ms-pre"
+    assert set(bundled_models.CORPUS_BANDS) <= set(bundled_models.CORPUS_DATASETS)
+
+
+def test_card_reproduces_a_two_stage_recipe_from_the_corpus() -> None:
+    line = bundled_models._reproduce(bundled_models.RECIPES["satsr-ms-x4"], "TRAIN")
+    steps = [s.strip("`") for s in line.split(", then ")]
+    assert steps == ["python examples/bundled_models.py data WORK",
+                     "python examples/corpus.py CORPUS",
+                     "python examples/bundled_models.py data WORK --corpus CORPUS",
+                     "python examples/bundled_models.py train ms-pre WORK", "TRAIN"]
+    # a stage 1 on the shared data needs no corpus
+    line = bundled_models._reproduce(bundled_models.RECIPES["satsr-aerial-x4"], "TRAIN")
+    assert "corpus" not in line and "train aerial-pre WORK" in line
+
+
+def test_corpus_datasets_are_cut_from_the_corpus_folder(tmp_path: Path, monkeypatch) -> None:
+    import numpy as np
+    import pytest
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from satsr.data.index import DatasetIndex
+
+    corpus = tmp_path / "corpus"
+    rng = np.random.default_rng(0)
+
+    def write(rel: str, count: int, dtype: str, nodata=None) -> None:
+        path = corpus / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        hi = 255 if dtype == "uint8" else 4000
+        a = rng.integers(1, hi, (count, 160, 160)).astype(dtype)
+        with rasterio.open(path, "w", driver="GTiff", width=160, height=160, count=count,
+                           dtype=dtype, nodata=nodata, crs="EPSG:32631",
+                           transform=from_origin(0, 0, 0.5, 0.5)) as ds:
+            ds.write(a)
+
+    write("rgb8/photo_a.tif", 3, "uint8")
+    write("rgb8/pan_a.tif", 3, "uint8")
+    write("pan/p1.tif", 1, "uint16")
+    write("ms/ms1.tif", 4, "float64")
+    write("ms/nebraska_landsat5_with_nodata_wgs84.tif", 1, "int16", nodata=-9999)
+    small = {k: bundled_models.Dataset(d.sources, [*d.args, "--count", "4"])
+             for k, d in bundled_models.CORPUS_DATASETS.items()}
+    monkeypatch.setattr(bundled_models, "CORPUS_DATASETS", small)
+    monkeypatch.setattr(bundled_models, "SATSR", [sys.executable, "-m", "satsr"])
+    bundled_models.step_corpus(tmp_path / "work", corpus)
+    data = tmp_path / "work" / "data"
+    assert len(DatasetIndex.read(data / "corpus-rgb8").chips) == 4  # photo and pan files
+    assert {Path(s).name for s in DatasetIndex.read(data / "corpus-photo").meta["args"][
+        "sources"]} == {"photo_a.tif"}
+    bands = DatasetIndex.read(data / "corpus-bands")
+    # every band of every chip: pan 1, ms 4, Landsat 5 1, photographs 3
+    assert len(bands.chips) == 4 * (1 + 4 + 1 + 3)
+    with pytest.raises(SystemExit, match="examples/corpus.py"):
+        bundled_models.step_corpus(tmp_path / "work", tmp_path / "empty")
