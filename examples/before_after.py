@@ -1,4 +1,4 @@
-"""The README's before / after table of `satsr-rgb-x4`, from test evals already written.
+"""The README's before / after tables of the bundled models, from test evals already written.
 
     python examples/before_after.py LABEL=EVAL.json:MODEL [LABEL=EVAL.json:MODEL ...]
 
@@ -9,7 +9,8 @@ e.g. `0.2=examples/results/rgb-x4-0.3/eval.json:before
 model before it scored beside it as `before`); the evals must have scored the same test chips
 (checked: the same sources and chip counts, and bicubic's scores equal). Each cell: the
 change against bicubic on the same LR in vgg-l / PSNR / alex-l, each source weighted
-equally, over all sources and over the sub-metre ones. Nothing is measured again.
+equally, over all sources and over the sub-metre ones (where the evals have any: not those of
+the band-by-band `satsr-ms-x4`). Nothing is measured again.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def check_same_chips(docs: list[dict[str, Any]]) -> None:
                     raise SystemExit(f"bicubic differs between the evals ({s}, {fam})")
 
 
-def radiometry_rows(docs: list[tuple[str, dict[str, Any], str]]) -> list[str]:
+def radiometry_rows(docs: list[tuple[str, dict[str, Any], str]], pads: int) -> list[str]:
     """Band bias (mean SR - mean LR, DN of 8 bits) and flat-block grain (SR / HR
     high-frequency energy where HR is flat; bicubic's in brackets), pooled over all sources
     (satsr.evaluation.radiometry, clean bicubic LR)."""
@@ -68,25 +69,34 @@ def radiometry_rows(docs: list[tuple[str, dict[str, Any], str]]) -> list[str]:
             bias.append("n/a")
             grain.append("n/a")
             continue
-        bias.append(" / ".join(f"{255 * b:+.2f}" for b in mine["band_bias"]) + " DN")
+        if mine.get("band_bias") is None:  # sources of different bands: |bias| in % of range
+            bias.append(f"mean {100 * mine['mean_abs_band_bias']:.3f} %, worst "
+                        f"{100 * mine['worst_band_bias']:.3f} % of range")
+        else:
+            bias.append(" / ".join(f"{255 * b:+.2f}" for b in mine["band_bias"]) + " DN")
         grain.append(f"{mine['flat_grain']:.2f} (bicubic {rad['bicubic']['flat_grain']:.2f})")
-    pad = " | ".join("" for _ in docs)
-    return [f"| band bias (mean SR - mean LR) | {' | '.join(bias)} | {pad} |",
-            f"| flat-block grain (SR / HR) | {' | '.join(grain)} | {pad} |"]
+    if all(b == "n/a" for b in bias):  # a band-by-band model's eval does not measure them
+        return []
+    pad = " |" * pads
+    return [f"| band bias (mean SR - mean LR) | {' | '.join(bias)} |{pad}",
+            f"| flat-block grain (SR / HR) | {' | '.join(grain)} |{pad}"]
 
 
 def table(specs: list[tuple[str, Path, str]]) -> str:
     loaded = [(label, json.loads(path.read_text()), model) for label, path, model in specs]
     check_same_chips([doc for _, doc, _ in loaded])
     n = len(loaded[0][1]["per_source"])
-    head = ("| LR made by | " + " | ".join(f"{label}, all {n} sources" for label, _, _ in loaded)
-            + " | " + " | ".join(f"{label}, sub-metre" for label, _, _ in loaded) + " |")
-    rows = [head, "|---|" + "---|" * (2 * len(loaded))]
+    # the sub-metre columns where the evals have sub-metre sources (not a band-by-band model's)
+    subs = [None, *([SUB_METRE] if set(SUB_METRE) & set(loaded[0][1]["per_source"]) else [])]
+    head = "| LR made by | " + " | ".join(
+        f"{label}, {'sub-metre' if sub else f'all {n} sources'}"
+        for sub in subs for label, _, _ in loaded) + " |"
+    rows = [head, "|---|" + "---|" * (len(subs) * len(loaded))]
     for fam in loaded[0][1]["mean"]:
         cells = [cell(*mean_scores(doc, model, fam, sub))
-                 for sub in (None, SUB_METRE) for _, doc, model in loaded]
+                 for sub in subs for _, doc, model in loaded]
         rows.append(f"| {fam} | " + " | ".join(cells) + " |")
-    rows += radiometry_rows(loaded)
+    rows += radiometry_rows(loaded, (len(subs) - 1) * len(loaded))
     return "\n".join(rows)
 
 

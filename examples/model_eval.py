@@ -308,6 +308,7 @@ def eval_ms(bands_dataset: Path, models: dict[str, Path], split: str, cap: int, 
                          "band_names": s["band_names"], "rgb": s["rgb"],
                          "scores": score_group(samples, methods, metrics, scaling, s["rgb"],
                                                degs, seed)}
+        per_source[g]["radiometry"] = radiometry(samples, methods, BICUBIC, seed)
         per_periodic[g] = periodic(samples, methods, s["rgb"], BICUBIC, seed)
         saturation[g] = _source_saturation(s, gens)
         print(f"{g}: {len(samples)} chips, {time.time() - t0:.0f} s", file=sys.stderr)
@@ -364,7 +365,12 @@ def _finish(per_source: dict[str, Any], per_periodic: dict[str, Any], methods: l
     per_method_periodic = {m: {p: float(np.mean([v[m][p] for v in per_periodic.values()]))
                                for p in ("period2", "period4")} for m in methods}
     rad = [s["radiometry"] for s in per_source.values() if "radiometry" in s]
-    pooled_rad = {m: {"band_bias": np.mean([r[m]["band_bias"] for r in rad], axis=0).tolist(),
+    # a mean per band where every source has the same bands (RGB datasets), else none
+    same_bands = len({len(r[methods[0]]["band_bias"]) for r in rad}) == 1
+    pooled_rad = {m: {"band_bias": (np.mean([r[m]["band_bias"] for r in rad], axis=0).tolist()
+                                    if same_bands else None),
+                      "mean_abs_band_bias": float(np.mean([abs(b) for r in rad
+                                                           for b in r[m]["band_bias"]])),
                       "worst_band_bias": float(max(abs(b) for r in rad
                                                    for b in r[m]["band_bias"])),
                       "flat_grain": float(np.nanmean([np.nan if r[m]["flat_grain"] is None

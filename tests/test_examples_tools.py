@@ -145,3 +145,19 @@ def test_corpus_datasets_are_cut_from_the_corpus_folder(tmp_path: Path, monkeypa
     assert len(bands.chips) == 4 * (1 + 4 + 1 + 3)
     with pytest.raises(SystemExit, match="examples/corpus.py"):
         bundled_models.step_corpus(tmp_path / "work", tmp_path / "empty")
+
+
+def test_band_bias_of_sources_with_different_bands_is_told_as_mean_and_worst() -> None:
+    import before_after
+
+    rgb = {"band_bias": [0.001, -0.002, 0.0], "worst_band_bias": 0.003, "flat_grain": 0.2}
+    ms = {"band_bias": None, "mean_abs_band_bias": 0.0004, "worst_band_bias": 0.0012,
+          "flat_grain": 0.1}
+    assert bundled_models._bias_text(rgb) == "+0.00100, -0.00200, +0.00000 (0.00300)"
+    assert bundled_models._bias_text(ms) == "mean |bias| 0.00040 (worst 0.00120)"
+    doc = {"radiometry": {"m": ms, "bicubic": {**ms, "flat_grain": 0.05}}}
+    rows = before_after.radiometry_rows([("0.6", doc, "m")], 0)
+    assert rows[0] == "| band bias (mean SR - mean LR) | mean 0.040 %, worst 0.120 % of range |"
+    assert rows[1] == "| flat-block grain (SR / HR) | 0.10 (bicubic 0.05) |"
+    # an eval without radiometry (0.2's band-by-band eval) gives no rows
+    assert before_after.radiometry_rows([("0.2", {}, "m")], 0) == []
