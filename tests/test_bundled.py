@@ -80,7 +80,7 @@ def test_unclipped_output_is_forward_inside_the_range_and_never_exceeds_the_inpu
 
 #: What each bundled model is: data bands the network reads, its data dtype, band by band.
 EXPECTED = {"satsr-rgb-x4": (3, "uint8", False), "satsr-ms-x4": (1, "float32", True)}
-#: The degradation each bundled model was trained with: satsr-ms-x4 (0.2) with `realistic`;
+#: The degradation each bundled model was trained with: satsr-ms-x4 (0.6, stage 2) with `realistic`;
 #: satsr-rgb-x4 (0.3, issue 20) on clean bicubic LR, its robustness to resampled input coming
 #: from the aliasing probe's per-tile adaptive strength instead.
 TRAINED_ON = {"satsr-rgb-x4": "bicubic", "satsr-ms-x4": "realistic"}
@@ -115,6 +115,8 @@ def test_bundled_model_loads_without_code_and_records_how_it_was_made(name):
     assert m.path.stat().st_size < 4 * 2**20  # fp16 weights
     gen, _ = load_model(name)
     assert isinstance(gen, Generator) and not gen.training
+    # issue 20: both keep the input's band levels (each tile's mean correction removed)
+    assert meta["zero_mean"] is True and gen.zero_mean
     card = m.card.read_text()
     for word in ("iterations", "hardware", "time", "alex-l", "vgg-l", "reproduce",
                  "nearest-reproject", "outside the training", "Periodic"):
@@ -238,11 +240,15 @@ def test_ms_model_beats_bicubic_band_by_band_on_its_test_chips():
                                                                         "vgg-l")}
             for m in ("satsr", "bicubic")}
     m, b = mean["satsr"], mean["bicubic"]
-    assert m["vgg-l"] < 0.98 * b["vgg-l"], mean  # measured: -3.9 %
-    assert m["psnr"] > b["psnr"] + 0.1, mean  # measured: +0.30 dB (mean over every band)
-    assert m["sam"] < b["sam"] + 0.02, mean  # bands' radiometry not mixed: -0.05 deg
-    for src, v in r.items():  # no source behind bicubic (worst measured: +0.03 dB)
-        assert v["satsr"]["psnr"] > v["bicubic"]["psnr"] - 0.1, (src, v)
+    assert m["vgg-l"] < 0.98 * b["vgg-l"], mean  # measured (0.6): -4.0 %
+    assert m["psnr"] > b["psnr"] + 0.1, mean  # measured: +0.15 dB (mean over every band)
+    assert m["sam"] < b["sam"] + 0.02, mean  # bands' radiometry not mixed: -0.01 deg
+    for src, v in r.items():
+        # no source behind bicubic on vgg-l (measured: -2.0 % to -5.3 %); PSNR within the
+        # strength rule's 0.5 dB: the 0.6 model trails bicubic on the 60 m Landsat scene
+        # (measured -0.32 dB here, -0.47 dB on the test split; README "where it loses")
+        assert v["satsr"]["vgg-l"] < v["bicubic"]["vgg-l"], (src, v)
+        assert v["satsr"]["psnr"] > v["bicubic"]["psnr"] - 0.5, (src, v)
 
 
 def test_models_verb_lists_the_default(capsys, monkeypatch):
