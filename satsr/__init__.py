@@ -23,7 +23,7 @@ from satsr.lazy import lazy_names
 #: The one place the version is written: pyproject.toml reads it from here (dynamic), so
 #: `satsr --version`, the package metadata and the CHANGELOG's release heading agree, even
 #: in a source tree whose editable install is older.
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 #: Public name -> the module that defines it (imported on first access).
 _LAZY = {

@@ -346,7 +346,7 @@ def test_version_changelog_and_readme_agree(capsys):
     import satsr
 
     major_minor = ".".join(satsr.__version__.split(".")[:2])
-    assert satsr.__version__ == "0.5.0"
+    assert satsr.__version__ == "0.6.0"
     assert 'attr = "satsr.__version__"' in (ROOT / "pyproject.toml").read_text()
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert re.search(rf"^## \[{re.escape(satsr.__version__)}\] - \d{{4}}-\d\d-\d\d$", changelog,
@@ -360,7 +360,7 @@ def test_models_shows_each_models_strength(capsys):
     code, out, _ = run_cli(["models", "--json"], capsys)
     assert code == 0
     code, out, _ = run_cli(["models"], capsys)
-    assert code == 0 and "strength" in out and "0.5" in out  # satsr-ms-x4's
+    assert code == 0 and "strength" in out and "0.75" in out  # satsr-ms-x4's (0.6)
     assert "adaptive 0.2-0.4" in out  # satsr-rgb-x4's per-tile share (issue 20)
 
 
