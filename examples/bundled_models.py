@@ -1,6 +1,7 @@
 """How satsr's bundled models are made, with satsr's own verbs. Re-runnable, resumable.
 
     python examples/bundled_models.py data   WORK          # the datasets (committed split)
+    python examples/bundled_models.py data   WORK --corpus CORPUS  # the corpus' datasets
     python examples/bundled_models.py train  NAME WORK     # satsr train (resumes WORK/NAME)
     python examples/bundled_models.py export NAME WORK     # fp16 model + card + eval
     python examples/bundled_models.py resaturate NAME WORK # re-measure only saturation (ms)
@@ -781,7 +782,8 @@ def _stage1_lines(r: Recipe, work: Path) -> list[str]:
     bic = json.loads((work / pre / "val_bicubic.json").read_text())
     return [f"- stage 1 (`{pre}`, the model this run starts from): {p.description}; the "
             f"'{p.dataset}' dataset, `{_option(p.train, '--variant')}`, "
-            f"{_option(p.train, '-n')} iterations at HR {_option(p.train, '--hr-size')}; val "
+            f"{_option(p.train, '-n')} iterations at HR {_option(p.train, '--hr-size')} "
+            f"({_training_seconds(work / pre, 10**9) / 60:.0f} min); val "
             f"(its own split) round {int(best['iteration'])}: PSNR {best['psnr']:.2f} dB "
             f"(bicubic {bic['psnr']:.2f}), vgg-l {best['vgg-l']:.4f} ({bic['vgg-l']:.4f}), "
             f"alex-l {best['alex-l']:.4f} ({bic['alex-l']:.4f})"]
