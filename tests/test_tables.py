@@ -168,3 +168,21 @@ def test_before_after_table_reads_the_committed_evals() -> None:
     bad = subprocess.run([sys.executable, str(root / "examples" / "before_after.py"), "x"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "LABEL=EVAL.json:MODEL" in bad.stderr
+
+
+def test_band_by_band_before_after_table_is_the_one_in_the_readme() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    ev = root / "satsr" / "assets" / "models" / "satsr-ms-x4.eval.json"
+    out = subprocess.run([sys.executable, str(root / "examples" / "before_after.py"),
+                          f"0.2={ev}:before", f"0.6={ev}:satsr-ms-x4"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = out.strip().splitlines()
+    # no sub-metre columns for the 5-300 m sources; the radiometry rows as % of range
+    assert rows[0] == "| LR made by | 0.2, all 6 sources | 0.6, all 6 sources |"
+    assert any(r.startswith("| band bias (mean SR - mean LR) | mean ") for r in rows)
+    readme = (root / "README.md").read_text()
+    for r in rows:  # the README quotes the table as the committed eval gives it
+        assert "  " + r in readme, r
