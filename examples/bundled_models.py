@@ -789,6 +789,11 @@ def _stage1_lines(r: Recipe, work: Path) -> list[str]:
             f"alex-l {best['alex-l']:.4f} ({bic['alex-l']:.4f})"]
 
 
+#: The card's word on a strength-chosen model whose file records zero_mean.
+ZERO_MEAN_NOTE = (" Every strength removes each tile's mean correction per band (zero_mean): "
+                  "the output keeps the input's band levels.")
+
+
 def _bias_text(v: dict) -> str:
     """A pooled radiometry record's band bias: per band with the worst source's in brackets,
     or (sources of different bands) the mean and worst |bias| over every source's bands."""
@@ -836,7 +841,8 @@ def write_card(name: str, r: Recipe, meta: dict, res: dict, out: dict, run_dir: 
         f"| {sel['bicubic'].get('vgg-l', 0):.4g} | {sel['bicubic'].get('pe-l', 0):.4g} |", "",
         *(["## Correction strength (validation split, never test)", "",
            f"Rule: {sel['strength']['rule']}. Kept: **{sel['strength']['strength']:g}** "
-           "(recorded in the model file; `satsr upscale --strength` overrides it). Changes "
+           "(recorded in the model file; `satsr upscale --strength` overrides it)."
+           f"{ZERO_MEAN_NOTE if meta.get('zero_mean') else ''} Changes "
            "against bicubic on the same LR, each source weighted equally:", "",
            *_strength_table(sel["strength"]), ""] if "strength" in sel else []),
         *(["## Adaptive strength (validation split, never test)", "",
