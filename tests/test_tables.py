@@ -131,27 +131,34 @@ def test_models_table_fits_80_columns(capsys: pytest.CaptureFixture[str],
     assert narrow.count("\n") < 45  # two models and the choice table
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _before_after(*specs: str) -> list[str]:
+    """The rows examples/before_after.py prints for LABEL=EVAL.json:MODEL specs."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "before_after.py"), *specs],
+                         capture_output=True, text=True, check=True).stdout
+    return out.strip().splitlines()
+
+
 def test_before_after_table_reads_the_committed_evals() -> None:
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
-    ev = root / "examples" / "results" / "rgb-x4-0.3" / "eval.json"
-    out = subprocess.run([sys.executable, str(root / "examples" / "before_after.py"),
-                          f"0.2={ev}:before", f"0.3={ev}:satsr-rgb-x4"],
-                         capture_output=True, text=True, check=True).stdout
-    rows = out.strip().splitlines()
+    ev = ROOT / "examples" / "results" / "rgb-x4-0.3" / "eval.json"
+    rows = _before_after(f"0.2={ev}:before", f"0.3={ev}:satsr-rgb-x4")
     assert rows[0].startswith("| LR made by | 0.2, all 9 sources | 0.3, all 9 sources")
     # the README quotes the 0.3 model's clean sub-metre change: vgg-l -3.9 %, PSNR +0.33 dB
     clean = next(r for r in rows if r.startswith("| bicubic |")).split(" | ")
     assert clean[4].startswith("-3.9 % / +0.33 dB")
     assert any(r.startswith("| flat-block grain") for r in rows)
     # 0.5 (the same weights, the share decided per raster), from the bundled model's own eval
-    ev = root / "satsr" / "assets" / "models" / "satsr-rgb-x4.eval.json"
-    out = subprocess.run([sys.executable, str(root / "examples" / "before_after.py"),
-                          f"0.3={ev}:before", f"0.5={ev}:satsr-rgb-x4"],
-                         capture_output=True, text=True, check=True).stdout
-    rows = {r.split(" | ")[0]: r.split(" | ") for r in out.strip().splitlines()}
+    ev = ROOT / "satsr" / "assets" / "models" / "satsr-rgb-x4.eval.json"
+    rows = {r.split(" | ")[0]: r.split(" | ")
+            for r in _before_after(f"0.3={ev}:before", f"0.5={ev}:satsr-rgb-x4")}
     # the README quotes: clean sub-metre -4.3 % / +0.35 dB / -18 %, JPEG -0.1 %, and
     # nearest-decimated input exactly bicubic
     assert rows["| bicubic"][4].startswith("-4.3 % / +0.35 dB / -18 %")
@@ -160,29 +167,22 @@ def test_before_after_table_reads_the_committed_evals() -> None:
     # the 0.3 column of the new eval is 0.3's own eval: the same LR and weights, scored in
     # batches of another composition, so only float32 rounding may differ (a conv sum of n
     # terms errs by up to n * eps relative; n is in the thousands here: 1e-4)
-    old = json.loads((root / "examples" / "results" / "rgb-x4-0.3" / "eval.json").read_text())
+    old = json.loads((ROOT / "examples" / "results" / "rgb-x4-0.3" / "eval.json").read_text())
     new = json.loads(ev.read_text())
     for fam, scores in old["mean"].items():
         for k, v in scores["satsr-rgb-x4"].items():
             assert new["mean"][fam]["before"][k] == pytest.approx(v, rel=1e-4), (fam, k)
-    bad = subprocess.run([sys.executable, str(root / "examples" / "before_after.py"), "x"],
+    bad = subprocess.run([sys.executable, str(ROOT / "examples" / "before_after.py"), "x"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "LABEL=EVAL.json:MODEL" in bad.stderr
 
 
 def test_band_by_band_before_after_table_is_the_one_in_the_readme() -> None:
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    ev = root / "satsr" / "assets" / "models" / "satsr-ms-x4.eval.json"
-    out = subprocess.run([sys.executable, str(root / "examples" / "before_after.py"),
-                          f"0.2={ev}:before", f"0.6={ev}:satsr-ms-x4"],
-                         capture_output=True, text=True, check=True).stdout
-    rows = out.strip().splitlines()
+    ev = ROOT / "satsr" / "assets" / "models" / "satsr-ms-x4.eval.json"
+    rows = _before_after(f"0.2={ev}:before", f"0.6={ev}:satsr-ms-x4")
     # no sub-metre columns for the 5-300 m sources; the radiometry rows as % of range
     assert rows[0] == "| LR made by | 0.2, all 6 sources | 0.6, all 6 sources |"
     assert any(r.startswith("| band bias (mean SR - mean LR) | mean ") for r in rows)
-    readme = (root / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     for r in rows:  # the README quotes the table as the committed eval gives it
         assert "  " + r in readme, r
