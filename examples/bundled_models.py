@@ -29,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -303,14 +304,14 @@ def step_corpus(work: Path, corpus: Path, names: list[str] | None = None) -> Non
         run([*SATSR, "make-dataset", *sources, *d.args, "-o", str(work / "data" / name),
              "--overwrite"])
     if not names or "corpus-bands" in names:
-        run([*SATSR, "band-samples", *[str(work / "data" / n) for n in CORPUS_BANDS], "-o",
-             str(work / "data" / "corpus-bands"), "--overwrite"])
+        step_bands(work, CORPUS_BANDS, "corpus-bands")
 
 
-def step_bands(work: Path) -> None:
-    """The band-by-band model's training data: every band of the MS_SOURCES datasets."""
-    run([*SATSR, "band-samples", *[str(work / "data" / n) for n in MS_SOURCES], "-o",
-         str(work / "data" / "bands"), "--overwrite"])
+def step_bands(work: Path, datasets: Iterable[str] = MS_SOURCES, out: str = "bands") -> None:
+    """A band-by-band model's data: every band of `datasets` (WORK/data/NAME) merged by
+    `satsr band-samples` into WORK/data/OUT (by default "bands", from MS_SOURCES)."""
+    run([*SATSR, "band-samples", *[str(work / "data" / n) for n in datasets], "-o",
+         str(work / "data" / out), "--overwrite"])
 
 
 def _option(args: list[str], *names: str) -> str:
