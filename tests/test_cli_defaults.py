@@ -272,3 +272,23 @@ def test_train_reads_lpips_weights_under_either_name(tmp_path: Path, capsys,
         run_cli(["train", str(tmp_path), "-o", str(tmp_path / "run"), name, str(tmp_path)],
                 capsys)
     assert seen == [str(tmp_path), str(tmp_path)]
+
+
+def test_command_help_reflows_to_the_terminal(capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command's help paragraphs carry no line breaks of their own (Typer's rich help keeps
+    them, and a docstring hard-wrapped at 96 columns broke mid-sentence at 80): each paragraph
+    is one line, and at 80 columns the terminal wraps it whole."""
+    cmd = typer.main.get_command(app)
+    assert isinstance(cmd, typer.main.TyperGroup)
+    for name, sub in cmd.commands.items():
+        assert sub.help, name
+        for para in sub.help.split("\n\n"):
+            assert para and "\n" not in para, (name, para)
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run_cli(["eval", "--help"], capsys)
+    text = " ".join(out.split())
+    assert code == 0
+    assert "averaged with a Student-t 95% CI. With --pred/--ref, the pair is scored whole" in text
+    lines = [ln.strip() for ln in out.splitlines()]
+    assert "averaged with a" not in lines  # the old mid-sentence break

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import signal
 import sys
@@ -50,13 +51,20 @@ def _root(
     """Super-resolution of satellite and aerial imagery (Generative Collaborative Networks)."""
 
 
-app.command("make-dataset")(cmd_make_dataset.command)
-app.command("band-samples")(cmd_band_samples.command)
-app.command("train")(cmd_train.command)
-app.command("upscale")(cmd_upscale.command)
-app.command("eval")(cmd_eval.command)
-app.command("models")(cmd_models.command)
-app.command("demo")(cmd_demo.command)
+def paragraphs(doc: str | None) -> str:
+    """A command's docstring as its help text, each paragraph on one line: Typer's rich help
+    keeps a docstring's line breaks, so a paragraph hard-wrapped at the source's width broke
+    mid-sentence in a narrower terminal ("averaged with a" / "Student-t ..."). The terminal
+    wraps each paragraph itself."""
+    blocks = inspect.cleandoc(doc or "").split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in b.splitlines()) for b in blocks)
+
+
+for _name, _cmd in (("make-dataset", cmd_make_dataset.command),
+                    ("band-samples", cmd_band_samples.command), ("train", cmd_train.command),
+                    ("upscale", cmd_upscale.command), ("eval", cmd_eval.command),
+                    ("models", cmd_models.command), ("demo", cmd_demo.command)):
+    app.command(_name, help=paragraphs(_cmd.__doc__))(_cmd)
 
 
 #: Exit status after SIGTERM (128 + 15, as a shell reports a process it terminated).
