@@ -362,6 +362,7 @@ def test_models_shows_each_models_strength(capsys):
     code, out, _ = run_cli(["models"], capsys)
     assert code == 0 and "strength" in out and "0.75" in out  # satsr-ms-x4's (0.6)
     assert "adaptive 0.2-0.4" in out  # satsr-rgb-x4's per-tile share (issue 20)
+    assert out.count("zero-mean") == 2  # both remove each tile's mean correction (0.6)
 
 
 def test_a_stop_request_does_not_wait_for_a_step_of_minutes(shared, tmp_path, monkeypatch):

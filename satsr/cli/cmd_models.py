@@ -74,7 +74,9 @@ def _row(m: Any, default: bool) -> dict[str, str]:
         # the correction strength upscale uses by default (--strength overrides it)
         "strength": (f"{float(meta['strength']):g}" if "strength" in meta
                      else "1" if arch.get("residual") else "-")
-                    + _adaptive_text(meta),
+                    + _adaptive_text(meta)
+                    # each tile's mean correction removed per band: band levels stay bicubic's
+                    + (", zero-mean" if meta.get("zero_mean") else ""),
         "iterations": str(meta.get("iterations", "?")),
         "hr crop": f"{meta.get('data', {}).get('hr_size', '?')} px",
         "weights": f"{m.path.name}, {m.path.stat().st_size / 2**20:.1f} MB",
