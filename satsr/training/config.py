@@ -69,8 +69,12 @@ class TrainConfig:
     seed: int = option(0, "Seed of weights and data order {default}.")
     device: str = option("auto", "auto, cpu, cuda or cuda:N {default}.", resumable=True)
     amp: bool = option(True, "bf16 autocast on CUDA {default}.", resumable=True)
-    channels_last: bool = option(True, "channels_last memory on CUDA {default}.",
-                                 resumable=True)
+    cpu_bf16: bool = option(False, "bf16 autocast (and channels_last memory) on the CPU too: "
+                                   "about 1.8x faster per step on CPUs with AVX-512 BF16 or "
+                                   "AMX, likely slower on others (benchmarks/cpu_bf16.py "
+                                   "measures it) {default}.", resumable=True)
+    channels_last: bool = option(True, "channels_last memory on CUDA, and on the CPU with "
+                                       "--cpu-bf16 {default}.", resumable=True)
     workers: int = option(-1, "Data loader processes {default}.", resumable=True,
                           shown="{} = auto: 0 on CPU, up to 4 on CUDA")
     checkpoint_every: int = option(500, "Checkpoint period; 0 = only at the end {default}.",

@@ -53,8 +53,10 @@ class GCNModel:
         self.device = torch.device(device)
         self.rank = rank
         cuda = self.device.type == "cuda"
-        self.amp = cuda and cfg.amp
-        self.channels_last = cuda and cfg.channels_last
+        # bf16 on the CPU is opt-in: only CPUs with native bf16 instructions gain from it
+        cpu_bf16 = self.device.type == "cpu" and cfg.cpu_bf16
+        self.amp = (cuda and cfg.amp) or cpu_bf16
+        self.channels_last = (cuda or cpu_bf16) and cfg.channels_last
         if (self.variant.phi == "vgg") != (vgg is not None):
             raise SatsrError(f"variant {cfg.variant} "
                              + ("needs a VGG network" if vgg is None else "uses no VGG"))
@@ -99,9 +101,9 @@ class GCNModel:
     # ---------------------------------------------------------------- one iteration
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """bf16 autocast on CUDA with amp, else nothing."""
+        """bf16 autocast on CUDA with amp or on the CPU with cpu_bf16, else nothing."""
         if self.amp:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def make_lr(self, hr: torch.Tensor, rng: np.random.Generator | None = None

@@ -19,6 +19,7 @@ import copy
 import hashlib
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,9 +32,9 @@ from satsr.data.crops import TrainCrops, chip_size, default_workers, train_loade
 from satsr.data.degrade import Degradation
 from satsr.data.index import DatasetIndex
 from satsr.data.scaling import BandScaling
-from satsr.errors import SatsrError, TrainingDiverged, TrainingStopped
+from satsr.errors import SatsrError, SatsrWarning, TrainingDiverged, TrainingStopped
 from satsr.inference.modelfile import load_model, resolve_model_path
-from satsr.nn.device import resolve_device
+from satsr.nn.device import cpu_has_native_bf16, resolve_device
 from satsr.nn.distributed import (
     DistInfo,
     destroy_group_if_owned,
@@ -143,6 +144,10 @@ class Trainer:
         self.dist: DistInfo = setup_distributed(use_cuda)
         self.device = training_device(cfg.device, self.dist.local_rank)
         self.cuda = self.device.type == "cuda"
+        if cfg.cpu_bf16 and not self.cuda and cpu_has_native_bf16() is False:
+            warnings.warn("--cpu-bf16: this CPU has no native bf16 instructions (AVX-512 BF16 "
+                          "or AMX), so bf16 autocast is emulated here and likely slower than "
+                          "float32", SatsrWarning, stacklevel=2)
 
     def _read_data(self, ckpt: dict[str, Any] | None) -> None:
         """The dataset's index, chips, bands and band scaling (a resumed run's own), checked
