@@ -61,7 +61,7 @@ def test_resume_with_other_batch_lr_or_crop_is_refused_in_one_line_and_writes_no
     assert "--batch-size=2" in err and "--batch-size=3" in err and "--lr=0.001" in err
     # issue 19: no internal names (batch_size, channels_last) in what the user reads
     assert "_" not in err.split(" was trained")[1].split(";")[1], err
-    assert "only --iterations, --device, --amp, --channels-last" in err, err
+    assert "only --iterations, --device, --amp, --cpu-bf16, --channels-last" in err, err
     assert {n: (run / n).read_bytes() for n in saved} == saved  # config.yaml not rewritten
 
 
