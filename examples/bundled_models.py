@@ -906,7 +906,8 @@ def main() -> None:
     t.add_argument("name", choices=sorted(RECIPES))
     t.add_argument("work", type=Path)
     t.add_argument("extra", nargs=argparse.REMAINDER,
-                   help="More `satsr train` options (e.g. --workers).")
+                   help="More `satsr train` options (e.g. --workers, or --cpu-bf16 on a CPU "
+                        "with native bf16: about 1.8x faster).")
     p = sub.add_parser("probe", help="Fit (and cache in WORK/probe) a recipe's aliasing "
                        "probe; export uses the cached one.")
     p.add_argument("name", choices=sorted(n for n, r in RECIPES.items() if r.adaptive))
