@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_cli, tiny_config, write_dataset
+from helpers import run_cli, write_dataset
 
 from satsr.nn.device import cpu_has_native_bf16
 from satsr.training.config import TrainConfig
@@ -71,8 +71,7 @@ def test_train_cli_takes_cpu_bf16_and_warns_where_the_cpu_lacks_it(
     import satsr.training.loop as loop
 
     monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)
-    cfg = tiny_config(ds, tmp_path / "run")
-    args = ["train", str(ds), "-o", cfg.out, "--hr-size", "32", "-b", "2", "-n", "2",
+    args = ["train", str(ds), "-o", str(tmp_path / "run"), "--hr-size", "32", "-b", "2", "-n", "2",
             "--n-blocks", "1", "--features", "8", "--val-every", "0", "--device", "cpu",
             "--cpu-bf16"]
     code, _, err = run_cli(args, capsys)
